@@ -1,0 +1,527 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+import SwitchboardCore
+import SwitchboardProtocol
+import UserSig
+
+/// One client's WebSocket connection after the upgrade: decodes its JSON frames, drives its
+/// `ConnectionStateMachine`, and performs what the machine and the session table answer.
+///
+/// Everything here runs on the channel's event loop. Other threads reach the connection only
+/// through its `ConnectionSink`, which hops onto that loop. One timer per connection serves the
+/// heartbeat, the login timeout and the UserSig expiry: idle connections must cost little.
+final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallbackHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private let gateway: Gateway
+    private let connectionID: UInt64
+    private var context: ChannelHandlerContext?
+    private var sink: ConnectionSink?
+    private var machine = ConnectionStateMachine()
+
+    // The one timer and the deadlines it serves.
+    private var timer: NIOScheduledCallback?
+    private var timerDeadline: NIODeadline?
+    private var loginDeadline: NIODeadline?
+    private var expiryDeadline: NIODeadline?
+    private var nextPing: NIODeadline = .distantFuture
+    private var lastInbound: NIODeadline = .now()
+
+    /// The highest session seq written to this connection, and what a pong acknowledges.
+    private var writtenSeq: UInt64 = 0
+    private var ackedSeq: UInt64 = 0
+    /// Bytes written while the channel was not writable: a client that does not read is cut off
+    /// (its session detaches and keeps buffering, so nothing is lost).
+    private var unwritableBytes = 0
+    private var closing = false
+
+    init(gateway: Gateway, connectionID: UInt64) {
+        self.gateway = gateway
+        self.connectionID = connectionID
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.sink = ConnectionSink(handler: self, eventLoop: context.eventLoop)
+        let now = NIODeadline.now()
+        lastInbound = now
+        nextPing = now + gateway.configuration.heartbeat
+        loginDeadline = now + gateway.configuration.loginTimeout
+        gateway.connectionOpened()
+        rearmTimer()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        teardown()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        teardown()
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { unwritableBytes = 0 }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case is NIOWebSocketError:
+            // WebSocketProtocolErrorHandler has sent the close frame (1002 or 1009) and closes.
+            closing = true
+        case NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
+            close(code: .frameTooBig, reason: "message too big")
+        case is NIOWebSocketFrameAggregator.Error:
+            close(code: .protocolError, reason: "bad fragmentation")
+        default:
+            context.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Self.unwrapInboundIn(data)
+        lastInbound = .now()
+        guard !closing else { return }
+        switch frame.opcode {
+        case .text:
+            textFrame(frame.unmaskedData)
+        case .binary:
+            close(code: .binaryFrame, reason: "binary frames are not accepted; send JSON text")
+        case .ping:
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+            context.writeAndFlush(Self.wrapOutboundOut(pong), promise: nil)
+        case .pong:
+            var payload = frame.unmaskedData
+            if payload.readableBytes == 8, let seq = payload.readInteger(as: UInt64.self) {
+                acknowledge(through: seq)
+            }
+        case .connectionClose:
+            // Echo the close (RFC 6455 §5.5.1) and end; a session without logout detaches.
+            var payload = frame.unmaskedData
+            let code = payload.readInteger(as: UInt16.self) ?? 1000
+            closing = true
+            var reply = context.channel.allocator.buffer(capacity: 2)
+            reply.writeInteger(code == 1005 || code == 1006 || code == 1015 ? 1002 : code)
+            let closeFrame = WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)
+            context.writeAndFlush(Self.wrapOutboundOut(closeFrame)).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        default:
+            close(code: .protocolError, reason: "unexpected opcode")
+        }
+    }
+
+    // MARK: Requests
+
+    private func textFrame(_ payload: ByteBuffer) {
+        let decoded: FrameDecodeResult? = payload.withUnsafeReadableBytes { bytes in
+            guard UTF8Validator.isValid(bytes) else { return nil }
+            return FrameDecoder.decode(bytes)
+        }
+        guard let decoded else {
+            close(code: .invalidUTF8, reason: "text frame is not valid UTF-8")
+            return
+        }
+        switch machine.received(decoded) {
+        case .ignore:
+            return
+        case .reject(let id, let code, let desc):
+            answer(id, RequestError(code, desc))
+        case .rejectAndClose(let id, let code, let desc, let closeCode):
+            answer(id, RequestError(code, desc))
+            close(code: closeCode, reason: "too many malformed frames")
+        case .dispatch(let request):
+            dispatch(request)
+        }
+    }
+
+    private func dispatch(_ request: InboundFrame) {
+        switch request.op {
+        case "login": login(request)
+        case "resume": resume(request)
+        case "ping":
+            write(OutboundFrame.pong(id: request.id, timeMillis: gateway.clock.nowMillis()))
+        case "getLoginUser":
+            answer(request.id, data: .string(machine.session?.userID ?? ""))
+        case "getLoginStatus":
+            answer(request.id, data: .number(JSONNumber(machine.status.rawValue)))
+        case "logout": logout(request)
+        case "renewSig": renewSig(request)
+        case "send": send(request)
+        default:
+            answer(request.id, RequestError(.invalidParameters, "unknown op \"\(request.op)\""))
+        }
+    }
+
+    private func login(_ frame: InboundFrame) {
+        if case .logining = machine.state {
+            answer(frame.id, RequestError(.loginInProcess, "a login is already in progress on this connection"))
+            return
+        }
+        let request: LoginRequest
+        do {
+            request = try LoginRequest(frame)
+        } catch {
+            answer(frame.id, error)
+            return
+        }
+        switch machine.loginRequested(sdkAppID: request.sdkAppID, userID: request.userID) {
+        case .inProgress:
+            answer(frame.id, RequestError(.loginInProcess, "a login is already in progress on this connection"))
+        case .alreadyLoggedIn(let session):
+            answer(frame.id, data: loginReplyData(session))
+        case .begin(let previous):
+            // The check runs on the next turn of the loop: frames already read meanwhile see
+            // LOGINING (7501), as a client's pipelined second login should.
+            context?.eventLoop.assumeIsolated().execute {
+                self.completeLogin(request, id: frame.id, replacing: previous)
+            }
+        }
+    }
+
+    private func completeLogin(_ request: LoginRequest, id: RequestID?, replacing previous: SessionInfo?) {
+        guard case .logining = machine.state, let sink else { return }
+        let started = NIODeadline.now()
+        let app: AppConfiguration
+        let ticket: UserSigTicket
+        do {
+            (app, ticket) = try gateway.authenticator.verify(sdkAppID: request.sdkAppID, userID: request.userID,
+                                                              userSig: request.userSig)
+        } catch {
+            machine.loginFailed()
+            gateway.loginFinished(code: error.code, started: started)
+            answer(id, error)
+            return
+        }
+        if let previous {
+            gateway.table.logout(sessionID: previous.sessionID, connectionID: connectionID)
+            machine.previousSessionEnded()
+            expiryDeadline = nil
+        }
+        switch gateway.table.login(app: app, userID: request.userID, platform: request.platform, ticket: ticket,
+                                   connection: ConnectionRef(id: connectionID, sink: sink)) {
+        case .failure(let code, let desc):
+            machine.loginFailed()
+            if machine.session == nil { armLoginTimeout() }
+            gateway.loginFinished(code: code, started: started)
+            answer(id, RequestError(code, desc))
+        case .success(let session, _):
+            machine.loginSucceeded(session)
+            writtenSeq = 0
+            ackedSeq = 0
+            loginDeadline = nil
+            armExpiry(session.userSigExpireAt)
+            gateway.loginFinished(code: .ok, started: started)
+            answer(id, data: loginReplyData(session))
+        }
+    }
+
+    private func loginReplyData(_ session: SessionInfo) -> JSONValue {
+        .object(JSONObject([
+            ("userID", .string(session.userID)),
+            ("sessionID", .string(session.sessionID)),
+            ("resumeToken", .string(session.resumeToken)),
+            ("status", .number(JSONNumber(LoginStatus.logined.rawValue))),
+            ("serverTime", .number(JSONNumber(gateway.clock.nowMillis()))),
+            ("userSigExpireAt", .number(JSONNumber(session.userSigExpireAt))),
+            ("heartbeat", Self.seconds(gateway.configuration.heartbeatSeconds)),
+            ("resumeWindow", .number(JSONNumber(gateway.configuration.resumeWindowSeconds))),
+        ]))
+    }
+
+    /// Whole seconds as an integer, fractions (test configurations) as they are.
+    private static func seconds(_ value: Double) -> JSONValue {
+        if value == value.rounded() { return .number(JSONNumber(Int64(value))) }
+        return JSONNumber(value).map(JSONValue.number) ?? .null
+    }
+
+    private func resume(_ frame: InboundFrame) {
+        let request: ResumeRequest
+        do {
+            request = try ResumeRequest(frame)
+        } catch {
+            answer(frame.id, error)
+            return
+        }
+        let verdict = machine.resumeRequested()
+        guard verdict == .ok else {
+            let desc = verdict == .loginInProcess
+                ? "a login is already in progress on this connection"
+                : "this connection already has a session; log out first"
+            answer(frame.id, RequestError(verdict, desc))
+            return
+        }
+        context?.eventLoop.assumeIsolated().execute {
+            self.completeResume(request, id: frame.id)
+        }
+    }
+
+    private func completeResume(_ request: ResumeRequest, id: RequestID?) {
+        guard case .logining = machine.state, let sink else { return }
+        switch gateway.table.resume(sessionID: request.sessionID, resumeToken: request.resumeToken,
+                                    lastSeq: request.lastSeq, connection: ConnectionRef(id: connectionID, sink: sink)) {
+        case .failure(let code, let desc):
+            machine.loginFailed()
+            gateway.resumeFinished(success: false)
+            answer(id, RequestError(code, desc))
+        case .success(let session, let replay):
+            machine.loginSucceeded(session)
+            loginDeadline = nil
+            writtenSeq = request.lastSeq
+            ackedSeq = request.lastSeq
+            armExpiry(session.userSigExpireAt)
+            gateway.resumeFinished(success: true)
+            answer(id, data: .object(JSONObject([
+                ("userID", .string(session.userID)),
+                ("sessionID", .string(session.sessionID)),
+                ("status", .number(JSONNumber(LoginStatus.logined.rawValue))),
+                ("replayed", .number(JSONNumber(replay.count))),
+                ("serverTime", .number(JSONNumber(gateway.clock.nowMillis()))),
+                ("userSigExpireAt", .number(JSONNumber(session.userSigExpireAt))),
+            ])), flush: replay.isEmpty)
+            for (i, event) in replay.enumerated() {
+                write(event.frame, flush: i == replay.count - 1)
+                writtenSeq = event.seq
+            }
+        }
+    }
+
+    private func logout(_ frame: InboundFrame) {
+        guard case .logined(let session) = machine.state else {
+            answer(frame.id, RequestError(.notLoggedIn, "not logged in"))
+            return
+        }
+        gateway.table.logout(sessionID: session.sessionID, connectionID: connectionID)
+        sessionEnded()
+        answer(frame.id, data: nil)
+    }
+
+    private func renewSig(_ frame: InboundFrame) {
+        guard case .logined(let session) = machine.state else {
+            answer(frame.id, RequestError(.notLoggedIn, "not logged in"))
+            return
+        }
+        do throws(RequestError) {
+            let request = try RenewSigRequest(frame)
+            let (_, ticket) = try gateway.authenticator.verify(sdkAppID: session.sdkAppID, userID: session.userID,
+                                                                userSig: request.userSig)
+            let code = gateway.table.renewUserSig(sessionID: session.sessionID, connectionID: connectionID, ticket: ticket)
+            guard code == .ok else {
+                throw RequestError(code, code == .userSigRevoked ? "UserSig was revoked by an admin kick" : "not logged in")
+            }
+            machine.renewed(userSigExpireAt: ticket.expiresAt)
+            armExpiry(ticket.expiresAt)
+            answer(frame.id, data: .object(JSONObject([("userSigExpireAt", .number(JSONNumber(ticket.expiresAt)))])))
+        } catch {
+            answer(frame.id, error)
+        }
+    }
+
+    private func send(_ frame: InboundFrame) {
+        guard case .logined(let session) = machine.state else {
+            answer(frame.id, RequestError(.notLoggedIn, "not logged in"))
+            return
+        }
+        do throws(RequestError) {
+            let request = try SendRequest(frame)
+            let result = gateway.table.send(from: session, to: request.to, payload: request.payload)
+            gateway.messageSent()
+            answer(frame.id, data: .object(JSONObject([
+                ("msgID", .string(result.msgID)),
+                ("online", .number(JSONNumber(result.online))),
+            ])))
+        } catch {
+            answer(frame.id, error)
+        }
+    }
+
+    /// Logout or UserSig expiry: no session; the connection stays for another login.
+    private func sessionEnded() {
+        machine.sessionEnded()
+        expiryDeadline = nil
+        armLoginTimeout()
+    }
+
+    // MARK: Deliveries from the session table (on this loop)
+
+    fileprivate func handle(_ delivery: SessionDelivery) {
+        guard !closing else { return }
+        switch delivery {
+        case .event(let sessionID, let event):
+            guard machine.session?.sessionID == sessionID, event.seq > writtenSeq else { return }
+            let frame = event.frame
+            if let context, !context.channel.isWritable {
+                unwritableBytes += frame.count
+                if unwritableBytes > gateway.configuration.maxPendingBytes {
+                    // A client that does not read: cut it off. Its session detaches and buffers.
+                    gateway.logger.info("closing a connection that does not read", metadata: ["connection.id": "\(connectionID)"])
+                    closing = true
+                    context.close(mode: .all, promise: nil)
+                    return
+                }
+            }
+            write(frame)
+            writtenSeq = event.seq
+        case .kicked(let sessionID, let event):
+            guard machine.session?.sessionID == sessionID else { return }
+            machine.close()
+            write(event.frame)
+            close(code: .kickedOffline, reason: "kicked offline")
+        case .resumedElsewhere(let sessionID):
+            guard machine.session?.sessionID == sessionID else { return }
+            machine.close()
+            close(code: .resumedElsewhere, reason: "session resumed on another connection")
+        }
+    }
+
+    // MARK: Timer
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        timer = nil
+        timerDeadline = nil
+        guard let context, !closing else { return }
+        let now = NIODeadline.now()
+        let heartbeat = gateway.configuration.heartbeat
+        if now - lastInbound >= heartbeat * 2 {
+            // Dead peer: nothing, not even a pong, for two heartbeats. The session detaches.
+            closing = true
+            context.close(promise: nil)
+            return
+        }
+        if let loginDeadline, now >= loginDeadline {
+            close(code: .loginTimeout, reason: "no login in time")
+            return
+        }
+        if let expiryDeadline, now >= expiryDeadline {
+            self.expiryDeadline = nil
+            if case .logined(let session) = machine.state,
+               let event = gateway.table.expireUserSig(sessionID: session.sessionID, connectionID: connectionID) {
+                write(event.frame)
+                sessionEnded()
+            }
+        }
+        if now >= nextPing {
+            var payload = context.channel.allocator.buffer(capacity: 8)
+            payload.writeInteger(writtenSeq)
+            context.writeAndFlush(Self.wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: payload)),
+                                  promise: nil)
+            nextPing = now + heartbeat
+        }
+        rearmTimer()
+    }
+
+    private func armLoginTimeout() {
+        loginDeadline = .now() + gateway.configuration.loginTimeout
+        rearmTimer()
+    }
+
+    /// Expired when now > expireAt: the timer fires one millisecond after the second ends.
+    private func armExpiry(_ expireAt: Int64) {
+        let remaining = expireAt * 1000 + 1 - gateway.clock.nowMillis()
+        expiryDeadline = .now() + .milliseconds(max(0, remaining))
+        rearmTimer()
+    }
+
+    private func rearmTimer() {
+        guard let context, !closing else { return }
+        var due = min(nextPing, lastInbound + gateway.configuration.heartbeat * 2)
+        if let loginDeadline { due = min(due, loginDeadline) }
+        if let expiryDeadline { due = min(due, expiryDeadline) }
+        if let timerDeadline, timerDeadline <= due { return }
+        if let timer { timer.cancel() }
+        timer = try? context.eventLoop.assumeIsolated().scheduleCallback(at: due, handler: self)
+        timerDeadline = due
+    }
+
+    private func acknowledge(through seq: UInt64) {
+        guard seq > ackedSeq, seq <= writtenSeq, case .logined(let session) = machine.state else { return }
+        ackedSeq = seq
+        gateway.table.acknowledge(sessionID: session.sessionID, connectionID: connectionID, through: seq)
+    }
+
+    // MARK: Writing
+
+    private func answer(_ id: RequestID?, _ error: RequestError) {
+        if let id {
+            write(OutboundFrame.reply(id: id, code: error.code, desc: error.desc))
+        } else {
+            write(OutboundFrame.errorEvent(code: error.code, desc: error.desc))
+        }
+    }
+
+    private func answer(_ id: RequestID?, data: JSONValue?, flush: Bool = true) {
+        guard let id else { return }
+        write(OutboundFrame.reply(id: id, code: .ok, data: data), flush: flush)
+    }
+
+    private func write(_ bytes: [UInt8], flush: Bool = true) {
+        guard let context else { return }
+        let frame = WebSocketFrame(fin: true, opcode: .text, data: context.channel.allocator.buffer(bytes: bytes))
+        if flush {
+            context.writeAndFlush(Self.wrapOutboundOut(frame), promise: nil)
+        } else {
+            context.write(Self.wrapOutboundOut(frame), promise: nil)
+        }
+    }
+
+    /// Sends a close frame and closes once it is written.
+    private func close(code: CloseCode, reason: String) {
+        guard let context, !closing else { return }
+        closing = true
+        var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
+        data.writeInteger(code.rawValue)
+        data.writeString(reason)
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        context.writeAndFlush(Self.wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    /// The connection is gone: a session still held detaches (resumable), timers stop, and the
+    /// sink lets go of this handler.
+    private func teardown() {
+        guard let sink else { return }
+        self.sink = nil
+        closing = true
+        timer?.cancel()
+        timer = nil
+        sink.release()
+        gateway.connectionClosed()
+        guard let session = machine.session else { return }
+        machine.close()
+        if let reapAt = gateway.table.detach(sessionID: session.sessionID, connectionID: connectionID) {
+            gateway.scheduleReap(sessionID: session.sessionID, atMillis: reapAt)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension ClientConnectionHandler: Sendable {}
+
+/// The connection as the session table sees it: hands deliveries to the connection's loop.
+final class ConnectionSink: SessionSink {
+    private let handler: NIOLoopBoundBox<ClientConnectionHandler?>
+    private let eventLoop: any EventLoop
+
+    init(handler: ClientConnectionHandler, eventLoop: any EventLoop) {
+        self.handler = NIOLoopBoundBox(handler, eventLoop: eventLoop)
+        self.eventLoop = eventLoop
+    }
+
+    func deliver(_ delivery: SessionDelivery) {
+        eventLoop.execute {
+            self.handler.value?.handle(delivery)
+        }
+    }
+
+    /// Breaks the handler ↔ sink cycle once the connection is gone.
+    func release() {
+        handler.value = nil
+    }
+}

@@ -1,0 +1,68 @@
+public import Logging
+public import NIOCore
+public import SwitchboardCore
+import SwitchboardProtocol
+import Synchronization
+
+/// What every connection of one server shares: configuration, apps, the session table, counters.
+public final class Gateway: Sendable {
+    public let configuration: ServerConfiguration
+    public let apps: AppRegistry
+    public let table: SessionTable
+    public let authenticator: Authenticator
+    public let clock: any WallClock
+    public let logger: Logger
+    private let group: any EventLoopGroup
+    private let connectionIDs = Atomic<UInt64>(0)
+    private let openConnections = Atomic<Int>(0)
+    private let loginCounts = Mutex<[Int: Int]>([:])
+    private let resumes = Atomic<Int>(0)
+    private let messages = Atomic<Int>(0)
+
+    public init(configuration: ServerConfiguration, group: any EventLoopGroup, clock: any WallClock = SystemClock(),
+                logger: Logger) {
+        self.configuration = configuration
+        self.group = group
+        self.clock = clock
+        self.logger = logger
+        self.apps = AppRegistry(configuration.apps)
+        self.table = SessionTable(
+            configuration: .init(resumeWindowSeconds: configuration.resumeWindowSeconds,
+                                 resumeBuffer: configuration.resumeBuffer,
+                                 shardCount: 64),
+            clock: clock)
+        self.authenticator = Authenticator(apps: apps, clock: clock)
+    }
+
+    func makeConnectionID() -> UInt64 {
+        connectionIDs.wrappingAdd(1, ordering: .relaxed).newValue
+    }
+
+    /// WebSocket connections open now, logged in or not.
+    public var connections: Int { openConnections.load(ordering: .relaxed) }
+
+    func connectionOpened() { openConnections.add(1, ordering: .relaxed) }
+    func connectionClosed() { openConnections.subtract(1, ordering: .relaxed) }
+
+    func loginFinished(code: ErrorCode, started: NIODeadline) {
+        loginCounts.withLock { $0[code.rawValue, default: 0] += 1 }
+    }
+
+    /// Logins so far by result code.
+    public var loginsByCode: [Int: Int] { loginCounts.withLock { $0 } }
+
+    func resumeFinished(success: Bool) {
+        if success { resumes.add(1, ordering: .relaxed) }
+    }
+
+    func messageSent() { messages.add(1, ordering: .relaxed) }
+
+    /// Frees a detached session when its resume window ends (if it has not come back).
+    func scheduleReap(sessionID: String, atMillis: Int64) {
+        let delay = max(0, atMillis - clock.nowMillis()) + 1
+        let table = self.table
+        group.any().scheduleTask(in: .milliseconds(delay)) {
+            table.reap(sessionID: sessionID)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+public import Logging
+public import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOWebSocket
+public import SwitchboardCore
+import Synchronization
+
+/// The gateway process: the WebSocket listener (`GET /ws`) and the admin listener, on SwiftNIO's
+/// epoll event loops, one per core.
+public final class SwitchboardServer: Sendable {
+    public let gateway: Gateway
+    public let group: MultiThreadedEventLoopGroup
+    private let ownsGroup: Bool
+    private let channels = Mutex<[any Channel]>([])
+    private let draining = Atomic<Bool>(false)
+
+    public init(configuration: ServerConfiguration, clock: any WallClock = SystemClock(), logger: Logger,
+                group: MultiThreadedEventLoopGroup? = nil) {
+        self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads)
+        self.ownsGroup = group == nil
+        self.gateway = Gateway(configuration: configuration, group: self.group, clock: clock, logger: logger)
+    }
+
+    public var configuration: ServerConfiguration { gateway.configuration }
+
+    /// Binds both listeners. Port 0 picks a free port: read it back from `webSocketAddress`.
+    public func start() async throws {
+        let tls = try makeTLSContext()
+        let webSocket = try await bindWebSocket(tls: tls)
+        let admin = try await bindAdmin()
+        channels.withLock { $0 = [webSocket, admin] }
+        gateway.logger.info("listening", metadata: [
+            "listen": "\(webSocket.localAddress.map(String.init(describing:)) ?? "?")",
+            "admin": "\(admin.localAddress.map(String.init(describing:)) ?? "?")",
+            "tls": "\(tls != nil)",
+        ])
+    }
+
+    public var webSocketAddress: SocketAddress? { channels.withLock { $0.first?.localAddress } }
+    public var adminAddress: SocketAddress? { channels.withLock { $0.count > 1 ? $0[1].localAddress : nil } }
+
+    /// Stops listening and closes every connection (sessions detach), then stops the loops.
+    public func shutdown() async throws {
+        draining.store(true, ordering: .relaxed)
+        let listeners = channels.withLock { list in
+            defer { list = [] }
+            return list
+        }
+        for channel in listeners {
+            try? await channel.close()
+        }
+        if ownsGroup {
+            try await group.shutdownGracefully()
+        }
+    }
+
+    private func makeTLSContext() throws -> NIOSSLContext? {
+        guard let certificate = configuration.tlsCertificate, let key = configuration.tlsKey else { return nil }
+        let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+        let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        let tlsConfiguration = TLSConfiguration.makeServerConfiguration(certificateChain: chain,
+                                                                        privateKey: .privateKey(privateKey))
+        return try NIOSSLContext(configuration: tlsConfiguration)
+    }
+
+    private func bindWebSocket(tls: NIOSSLContext?) async throws -> any Channel {
+        let gateway = self.gateway
+        let maxFrame = configuration.maxFrameBytes
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 64 * 1024))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.configureClientPipeline(channel: channel, gateway: gateway, tls: tls, maxFrame: maxFrame)
+                }
+            }
+            .bind(host: configuration.listen.host, port: configuration.listen.port)
+            .get()
+    }
+
+    static func configureClientPipeline(channel: any Channel, gateway: Gateway, tls: NIOSSLContext?,
+                                        maxFrame: Int) throws {
+        let pipeline = channel.pipeline.syncOperations
+        if let tls {
+            try pipeline.addHandler(NIOSSLServerHandler(context: tls))
+        }
+        let fallback = HTTPFallbackHandler(webSocketPath: "/ws")
+        let boundFallback = NIOLoopBound(fallback, eventLoop: channel.eventLoop)
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: maxFrame,
+            automaticErrorHandling: true,
+            shouldUpgrade: { channel, head in
+                let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+                return channel.eventLoop.makeSucceededFuture(path == "/ws" ? HTTPHeaders() : nil)
+            },
+            upgradePipelineHandler: { channel, _ in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0,
+                                                                    maxAccumulatedFrameCount: 1024,
+                                                                    maxAccumulatedFrameSize: maxFrame))
+                    try sync.addHandler(ClientConnectionHandler(gateway: gateway,
+                                                                connectionID: gateway.makeConnectionID()))
+                }
+            })
+        try pipeline.configureHTTPServerPipeline(
+            withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+                context.pipeline.syncOperations.removeHandler(boundFallback.value, promise: nil)
+            }),
+            withErrorHandling: true)
+        try pipeline.addHandler(fallback)
+    }
+
+    private func bindAdmin() async throws -> any Channel {
+        let gateway = self.gateway
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        AdminHTTPHandler(gateway: gateway, isReady: { !self.isDraining }))
+                }
+            }
+            .bind(host: configuration.admin.host, port: configuration.admin.port)
+            .get()
+    }
+
+    public var isDraining: Bool { draining.load(ordering: .relaxed) }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import SwitchboardCore
+import SwitchboardServer
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the gateway (no --config: the embedded default, one demo app).")
+
+    @Option(name: .long, help: "A YAML or JSON configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "switchboard")
+        let configuration: ServerConfiguration
+        do {
+            configuration = try ConfigurationLoader.load(path: config, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            FileHandle.standardError.write(Data("switchboard: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
+        if configuration.redis != nil {
+            FileHandle.standardError.write(Data(
+                "switchboard: configuration error: redis: cluster mode is not available in this build yet; remove the key to run one node\n".utf8))
+            throw ExitCode(2)
+        }
+        let server = SwitchboardServer(configuration: configuration, logger: logger)
+        do {
+            try await server.start()
+        } catch {
+            FileHandle.standardError.write(Data("switchboard: cannot start: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        printBanner(server, embedded: config == nil)
+
+        let (signals, continuation) = AsyncStream<Int32>.makeStream()
+        let trap = SignalTrap(signals: [SIGTERM, SIGINT]) { continuation.yield($0) }
+        for await sig in signals {
+            logger.info("stopping", metadata: ["signal": "\(sig)"])
+            break
+        }
+        trap.cancel()
+        try await server.shutdown()
+    }
+
+    private func printBanner(_ server: SwitchboardServer, embedded: Bool) {
+        let ws = server.webSocketAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        let admin = server.adminAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+        let scheme = server.configuration.tlsCertificate == nil ? "ws" : "wss"
+        var lines = ["Switchboard listening on \(scheme)://\(ws)/ws (admin http://\(admin))"]
+        if embedded, let app = server.configuration.apps.first {
+            lines.append("Embedded default: demo app sdkAppID \(app.sdkAppID), policy \(app.policy.kind.rawValue)")
+            lines.append("Demo app secret key: \(app.secretKey)")
+            lines.append("Issue a UserSig:")
+            lines.append("  swift run switchboard usersig issue --sdkappid \(app.sdkAppID) --key \(app.secretKey) --user alice")
+        } else {
+            for app in server.configuration.apps {
+                lines.append("app \(app.sdkAppID): policy \(app.policy.kind.rawValue)")
+            }
+        }
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+}
+
+/// Signals delivered through Dispatch sources rather than async-signal-unsafe handlers.
+final class SignalTrap: @unchecked Sendable {
+    // Written once in init, read in cancel: Dispatch sources are themselves thread-safe.
+    private let sources: [any DispatchSourceSignal]
+
+    init(signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
+        let queue = DispatchQueue(label: "switchboard.signals")
+        sources = signals.map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            source.setEventHandler { handler(sig) }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        sources.forEach { $0.cancel() }
+    }
+}
