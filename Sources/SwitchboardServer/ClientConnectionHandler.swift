@@ -27,7 +27,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     private var loginDeadline: NIODeadline?
     private var expiryDeadline: NIODeadline?
     private var nextPing: NIODeadline = .distantFuture
-    private var lastInbound: NIODeadline = .now()
+    private var lastInbound: NIODeadline = .uptimeNanoseconds(0)
 
     /// The highest session seq written to this connection, and what a pong acknowledges.
     private var writtenSeq: UInt64 = 0
@@ -47,7 +47,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.sink = ConnectionSink(handler: self, eventLoop: context.eventLoop)
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
         lastInbound = now
         nextPing = now + gateway.configuration.heartbeat
         loginDeadline = now + gateway.configuration.loginTimeout
@@ -86,7 +86,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
-        lastInbound = .now()
+        lastInbound = context.eventLoop.now
         guard !closing else { return }
         switch frame.opcode {
         case .text:
@@ -187,7 +187,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
 
     private func completeLogin(_ request: LoginRequest, id: RequestID?, replacing previous: SessionInfo?) {
         guard case .logining = machine.state, let sink else { return }
-        let started = NIODeadline.now()
+        let started = NIODeadline.now()  // for the login latency metric: real time
         let app: AppConfiguration
         let ticket: UserSigTicket
         do {
@@ -386,7 +386,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         timer = nil
         timerDeadline = nil
         guard let context, !closing else { return }
-        let now = NIODeadline.now()
+        let now = eventLoop.now
         let heartbeat = gateway.configuration.heartbeat
         if now - lastInbound >= heartbeat * 2 {
             // Dead peer: nothing, not even a pong, for two heartbeats. The session detaches.
@@ -417,14 +417,16 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     }
 
     private func armLoginTimeout() {
-        loginDeadline = .now() + gateway.configuration.loginTimeout
+        guard let context else { return }
+        loginDeadline = context.eventLoop.now + gateway.configuration.loginTimeout
         rearmTimer()
     }
 
     /// Expired when now > expireAt: the timer fires one millisecond after the second ends.
     private func armExpiry(_ expireAt: Int64) {
         let remaining = expireAt * 1000 + 1 - gateway.clock.nowMillis()
-        expiryDeadline = .now() + .milliseconds(max(0, remaining))
+        guard let context else { return }
+        expiryDeadline = context.eventLoop.now + .milliseconds(max(0, remaining))
         rearmTimer()
     }
 

@@ -60,9 +60,18 @@ public final class Gateway: Sendable {
     /// Frees a detached session when its resume window ends (if it has not come back).
     func scheduleReap(sessionID: String, atMillis: Int64) {
         let delay = max(0, atMillis - clock.nowMillis()) + 1
-        let table = self.table
-        group.any().scheduleTask(in: .milliseconds(delay)) {
-            table.reap(sessionID: sessionID)
-        }
+        // A callback, not a task: no promise per detached session, and a loop that is shutting
+        // down simply refuses it (the process is ending; nothing is left to free).
+        _ = try? group.any().scheduleCallback(in: .milliseconds(delay),
+                                              handler: ReapCallback(table: table, sessionID: sessionID))
+    }
+}
+
+private struct ReapCallback: NIOScheduledCallbackHandler, Sendable {
+    let table: SessionTable
+    let sessionID: String
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        table.reap(sessionID: sessionID)
     }
 }
