@@ -54,4 +54,14 @@ public struct SessionInfo: Sendable, Hashable {
     public let platform: Platform
     /// Unix seconds (TLS.time + TLS.expire of the UserSig in force).
     public var userSigExpireAt: Int64
+
+    public init(sessionID: String, resumeToken: String, sdkAppID: UInt64, userID: String, platform: Platform,
+                userSigExpireAt: Int64) {
+        self.sessionID = sessionID
+        self.resumeToken = resumeToken
+        self.sdkAppID = sdkAppID
+        self.userID = userID
+        self.platform = platform
+        self.userSigExpireAt = userSigExpireAt
+    }
 }
