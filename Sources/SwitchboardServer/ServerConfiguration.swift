@@ -127,8 +127,10 @@ public enum ConfigurationLoader {
             }
             document = object
         }
+        var fromEnvironment = Set<String>()
         for key in topLevelKeys {
             guard let raw = environment[environmentName(for: key)] else { continue }
+            fromEnvironment.insert(key)
             let value: Any?
             do {
                 value = try Yams.load(yaml: raw)
@@ -137,7 +139,14 @@ public enum ConfigurationLoader {
             }
             document[key] = value ?? raw
         }
-        return try build(document, requireApps: path != nil)
+        do {
+            return try build(document, requireApps: path != nil)
+        } catch {
+            // Name the variable when the bad value came from the environment.
+            let top = String(error.key.prefix { $0 != "." && $0 != "[" })
+            guard fromEnvironment.contains(top) else { throw error }
+            throw ConfigurationError(key: "\(environmentName(for: top)) (\(error.key))", reason: error.reason)
+        }
     }
 
     static func build(_ document: [String: Any], requireApps: Bool) throws(ConfigurationError) -> ServerConfiguration {

@@ -172,6 +172,19 @@ class Client:
             raise AssertionError(f"no close {code} within {timeout}s; frames: {frames}") from None
         return frames
 
+    async def expect_gone(self, timeout: float = TIMEOUT) -> list[dict]:
+        """Reads until the connection ends, with or without a close frame; returns the frames read."""
+        frames = list(self.inbox)
+        self.inbox.clear()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                frames.append(await self._read(max(0.01, deadline - time.monotonic())))
+        except ConnectionClosed:
+            return frames
+        except asyncio.TimeoutError:
+            raise AssertionError(f"connection still open after {timeout}s; frames: {frames}") from None
+
     async def is_open(self) -> bool:
         """The connection still answers a request."""
         try:

@@ -1,0 +1,231 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import NIOCore
+import NIOPosix
+import SwitchboardClient
+import Synchronization
+import UserSig
+
+@main
+struct LoadTest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchboard-loadtest",
+        abstract: "Load generator for Switchboard: real UserSigs, real logins, bounded in count and time.",
+        subcommands: [Connect.self, Hold.self])
+}
+
+struct TargetOptions: ParsableArguments {
+    @Option(help: "Gateway WebSocket host.") var host = "127.0.0.1"
+    @Option(help: "Gateway WebSocket port.") var port = 8080
+    @Option(help: "The app's sdkAppID.") var sdkappid: UInt64 = 1_400_000_000
+    @Option(help: "The app's secret key (UserSigs are issued with it).") var key: String
+    @Option(help: "Number of connections (bounded: at most 19000 per process).") var connections = 1000
+    @Option(help: "Connections being opened at once.") var concurrency = 256
+    @Option(help: "Comma-separated source addresses to spread over (127.0.0.2,127.0.0.3).")
+    var sourceAddresses: String = ""
+    @Option(help: "Platform to log in on.") var platform = "Web"
+    @Option(help: "Prefix of the generated userIDs.") var userPrefix = "lt"
+    @Flag(help: "Only the WebSocket handshake, no login: the baseline for logins/s.") var noLogin = false
+    @Option(help: "Give up after this many seconds.") var timeout: Double = 120
+    @Option(help: "Write the results as JSON to this file.") var json: String?
+
+    func validate() throws {
+        guard (1...19_000).contains(connections) else {
+            throw ValidationError("--connections must be 1 to 19000 (one process holds at most about 19,000 sockets)")
+        }
+        guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 4096") }
+    }
+}
+
+/// Opens the connections (and logs them in), returning the channels still open.
+func openConnections(_ options: TargetOptions, recorder: Recorder, group: MultiThreadedEventLoopGroup,
+                     progress: Bool = true) async throws -> (channels: [any Channel], seconds: Double) {
+    // UserSigs are made before the clock starts: the figure is the gateway's, not ours.
+    let key = UserSigKey(secret: options.key)
+    let now = Int64(Date().timeIntervalSince1970)
+    let logins: [[UInt8]?] = (0..<options.connections).map { i in
+        guard !options.noLogin else { return nil }
+        let user = "\(options.userPrefix)\(i)"
+        let sig = TLSSigAPIv2.issue(sdkAppID: options.sdkappid, key: key, identifier: user, expire: 86_400, time: now)
+        return Array(#"{"op":"login","id":1,"sdkAppID":\#(options.sdkappid),"userID":"\#(user)","userSig":"\#(sig)","platform":"\#(options.platform)"}"#.utf8)
+    }
+    let sources = try options.sourceAddresses.split(separator: ",").map {
+        try SocketAddress(ipAddress: String($0), port: 0)
+    }
+    let next = SharedCounter()
+    let opened = ChannelBag()
+    let clock = ContinuousClock()
+    let start = clock.now
+    let deadline = start + .seconds(options.timeout)
+    let reporter = Task {
+        guard progress else { return }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            let done = recorder.histogram.totalCount
+            let elapsed = (clock.now - start).seconds
+            FileHandle.standardError.write(Data(String(format: "\r%6.1fs  %7d done  %8.0f/s  errors %d   ",
+                                                      elapsed, done, Double(done) / max(elapsed, 0.001),
+                                                      recorder.errors.values.reduce(0, +)).utf8))
+        }
+    }
+    await withTaskGroup(of: Void.self) { workers in
+        for _ in 0..<min(options.concurrency, options.connections) {
+            workers.addTask {
+                while clock.now < deadline {
+                    let i = next.value.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard i < options.connections else { return }
+                    let loop = group.next()
+                    let done = loop.makePromise(of: Int.self)
+                    let started = NIODeadline.now()
+                    let login = logins[i]
+                    do {
+                        let channel = try await WebSocketConnector.connect(
+                            host: options.host, port: options.port, group: loop,
+                            localAddress: sources.isEmpty ? nil : sources[i % sources.count]
+                        ) { _ in
+                            [LoadConnectionHandler(recorder: recorder, login: login, started: started, done: done)]
+                        }.get()
+                        if try await done.futureResult.get() == 0 {
+                            opened.list.withLock { $0.append(channel) }
+                        } else {
+                            try? await channel.close()
+                        }
+                    } catch {
+                        recorder.error(code: -3)
+                        done.succeed(-3)
+                    }
+                }
+            }
+        }
+    }
+    reporter.cancel()
+    if progress { FileHandle.standardError.write(Data("\n".utf8)) }
+    return (opened.list.withLock { $0 }, (clock.now - start).seconds)
+}
+
+func summary(_ recorder: Recorder, label: String) -> [String: Any] {
+    let h = recorder.histogram
+    func ms(_ p: Double) -> Double { Double(h.valueAtPercentile(p)) / 1000 }
+    return [
+        "label": label,
+        "count": Int(h.totalCount),
+        "p50_ms": ms(50), "p90_ms": ms(90), "p99_ms": ms(99), "p999_ms": ms(99.9),
+        "max_ms": Double(h.maxRecorded) / 1000,
+        "errors": Dictionary(uniqueKeysWithValues: recorder.errors.map { (String($0.key), $0.value) }),
+    ]
+}
+
+func printTable(_ rows: [(String, String)]) {
+    let width = rows.map(\.0.count).max() ?? 0
+    for (k, v) in rows {
+        print(k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + v)
+    }
+}
+
+func writeJSON(_ object: [String: Any], to path: String?) throws {
+    guard let path else { return }
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    try data.write(to: URL(fileURLWithPath: path))
+}
+
+/// Resident memory of a local process, from /proc (bytes).
+func residentBytes(pid: Int32) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        if parts.count >= 2, let kib = Int(parts[1]) { return kib * 1024 }
+    }
+    return nil
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+}
+
+struct Connect: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Open N connections flat out (each: upgrade, login, reply); logins/s and login latency.")
+
+    @OptionGroup var target: TargetOptions
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let recorder = Recorder()
+        let (channels, seconds) = try await openConnections(target, recorder: recorder, group: group)
+        let ok = Int(recorder.histogram.totalCount)
+        var result = summary(recorder, label: target.noLogin ? "handshake" : "login")
+        result["seconds"] = seconds
+        result["per_second"] = Double(ok) / seconds
+        let h = recorder.histogram
+        printTable([
+            ("scenario", target.noLogin ? "connect --no-login (bare WebSocket handshakes)" : "connect (upgrade + login + reply)"),
+            ("completed", "\(ok) of \(target.connections) in \(String(format: "%.2f", seconds)) s"),
+            ("rate", String(format: "%.0f/s", Double(ok) / seconds)),
+            ("latency ms", String(format: "p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f",
+                                  Double(h.valueAtPercentile(50)) / 1000, Double(h.valueAtPercentile(90)) / 1000,
+                                  Double(h.valueAtPercentile(99)) / 1000, Double(h.valueAtPercentile(99.9)) / 1000,
+                                  Double(h.maxRecorded) / 1000)),
+            ("errors", recorder.errors.isEmpty ? "none" : recorder.errors.map { "\($0.key): \($0.value)" }.joined(separator: ", ")),
+        ])
+        try writeJSON(result, to: target.json)
+        for channel in channels { channel.close(promise: nil) }
+        try await Task.sleep(for: .milliseconds(500))
+        try await group.shutdownGracefully()
+    }
+}
+
+struct Hold: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Log N sessions in and hold them idle for T seconds; the gateway's resident memory per connection.")
+
+    @OptionGroup var target: TargetOptions
+    @Option(help: "Seconds to hold the idle sessions.") var duration: Double = 10
+    @Option(help: "The gateway's pid, to read its resident memory from /proc.") var gatewayPid: Int32?
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let recorder = Recorder()
+        let baseline = gatewayPid.flatMap(residentBytes)
+        let (channels, seconds) = try await openConnections(target, recorder: recorder, group: group)
+        try await Task.sleep(for: .seconds(min(duration, 3600)))
+        let loaded = gatewayPid.flatMap(residentBytes)
+        let alive = channels.filter(\.isActive).count
+        var result = summary(recorder, label: "hold")
+        result["connections_open"] = alive
+        result["login_seconds"] = seconds
+        result["hold_seconds"] = duration
+        result["pings_answered"] = recorder.pings.load(ordering: .relaxed)
+        result["closed_by_server"] = recorder.closedByServer.load(ordering: .relaxed)
+        var rows: [(String, String)] = [
+            ("scenario", "hold"),
+            ("sessions held", "\(alive) of \(target.connections) for \(duration) s"),
+            ("pings answered", "\(recorder.pings.load(ordering: .relaxed))"),
+            ("closed by server", "\(recorder.closedByServer.load(ordering: .relaxed))"),
+        ]
+        if let baseline, let loaded, alive > 0 {
+            let perConnection = Double(loaded - baseline) / Double(alive)
+            result["gateway_rss_baseline_bytes"] = baseline
+            result["gateway_rss_loaded_bytes"] = loaded
+            result["bytes_per_connection"] = perConnection
+            rows.append(("gateway RSS", "\(baseline / 1024) KiB idle → \(loaded / 1024) KiB held"))
+            rows.append(("per connection", String(format: "%.0f bytes (%.2f KiB)", perConnection, perConnection / 1024)))
+        }
+        printTable(rows)
+        try writeJSON(result, to: target.json)
+        for channel in channels { channel.close(promise: nil) }
+        try await Task.sleep(for: .milliseconds(500))
+        try await group.shutdownGracefully()
+    }
+}
+
+final class SharedCounter: Sendable {
+    let value = Atomic<Int>(0)
+}
+
+final class ChannelBag: Sendable {
+    let list = Mutex<[any Channel]>([])
+}
