@@ -48,7 +48,7 @@ public struct ConnectionRef: Sendable {
 /// A logged-in session as the connection and the client see it.
 public struct SessionInfo: Sendable, Hashable {
     public let sessionID: String
-    public let resumeToken: String
+    public internal(set) var resumeToken: String
     public let sdkAppID: UInt64
     public let userID: String
     public let platform: Platform

@@ -75,7 +75,7 @@ public final class SessionTable: Sendable {
                 tokenSecret: [UInt8]? = nil) {
         precondition(configuration.shardCount > 0 && configuration.shardCount & (configuration.shardCount - 1) == 0,
                      "shardCount must be a power of two")
-        precondition(configuration.shardCount <= 0x10000, "shardCount must fit in four hex digits")
+        precondition(configuration.shardCount <= 4096, "shardCount must fit in two base64url digits")
         self.configuration = configuration
         self.clock = clock
         self.shards = (0..<configuration.shardCount).map { _ in Shard() }
@@ -94,11 +94,14 @@ public final class SessionTable: Sendable {
         let now = clock.nowMillis()
         let key = UserKey(app: app.sdkAppID, userID: userID)
         let shardIndex = shardIndex(for: key)
-        let sessionID = makeSessionID(shard: shardIndex)
-        let token = resumeToken(for: sessionID)
+        var sessionID = makeSessionID(shard: shardIndex)
         let day = Int32(truncatingIfNeeded: now / 86_400_000)
-        return shards[shardIndex].state.withLock { state -> LoginResult in
+        let result = shards[shardIndex].state.withLock { state -> LoginResult in
             state.purgeTombstonesIfDue(now: now)
+            // 72 random bits make a clash unlikely; the shard knows every live ID, so make it impossible.
+            while state.sessionUsers[sessionID] != nil || state.tombstones[sessionID] != nil {
+                sessionID = makeSessionID(shard: shardIndex)
+            }
             var entry = state.users[key] ?? UserEntry()
             if let revoked = entry.revokedThrough, ticket.time <= revoked {
                 return .failure(.userSigRevoked, "UserSig was revoked by an admin kick; make a new one")
@@ -121,10 +124,13 @@ public final class SessionTable: Sendable {
             }
             state.users[key] = entry
             state.sessionUsers[sessionID] = key
-            let info = SessionInfo(sessionID: sessionID, resumeToken: token, sdkAppID: app.sdkAppID,
+            let info = SessionInfo(sessionID: sessionID, resumeToken: "", sdkAppID: app.sdkAppID,
                                    userID: userID, platform: platform, userSigExpireAt: ticket.expiresAt)
             return .success(info, kicked: evicted.count)
         }
+        guard case .success(var info, let kicked) = result else { return result }
+        info.resumeToken = resumeToken(for: info.sessionID)  // a MAC: computed outside the lock
+        return .success(info, kicked: kicked)
     }
 
     /// Ends a session at its client's request: instance freed, buffer dropped.
@@ -239,6 +245,7 @@ public final class SessionTable: Sendable {
             }
             let replay = record.buffer.events(after: lastSeq)
             record.buffer.drop(through: lastSeq)
+            record.droppedThrough = max(record.droppedThrough, lastSeq)
             record.connection = connection
             record.eventsWhileDetached = 0
             entry.sessions[index] = record
@@ -250,15 +257,17 @@ public final class SessionTable: Sendable {
         }
     }
 
-    /// The client has read every event up to `seq` (it answered a ping sent after them).
+    /// The client has read every event up to `seq`: they leave the buffer, and a resume from
+    /// before `seq` fails with 6014 instead of silently missing them.
     public func acknowledge(sessionID: String, connectionID: UInt64, through seq: UInt64) {
         guard let (shard, key) = locate(sessionID) else { return }
         shard.state.withLock { state in
             guard var entry = state.users[key],
                   let index = entry.sessions.firstIndex(where: { $0.id == sessionID }),
                   entry.sessions[index].connection?.id == connectionID,
-                  !entry.sessions[index].buffer.isEmpty
+                  entry.sessions[index].droppedThrough < seq
             else { return }
+            entry.sessions[index].droppedThrough = seq
             entry.sessions[index].buffer.drop(through: seq)
             state.users[key] = entry
         }
@@ -466,20 +475,24 @@ public final class SessionTable: Sendable {
         return Int(truncatingIfNeeded: hash ^ (hash >> 32)) & shardMask
     }
 
-    /// 16 random hex digits, then the shard in four: the shard is found without a global index.
+    /// 72 random bits (12 base64url digits), then the shard in two digits: the shard is found
+    /// without a global index, and at 14 bytes the ID is a small string (no heap storage).
     private func makeSessionID(shard: Int) -> String {
         var rng = SystemRandomNumberGenerator()
-        let random = String(rng.next(), radix: 16)
-        let shardHex = String(shard, radix: 16)
-        return String(repeating: "0", count: 16 - random.count) + random
-            + String(repeating: "0", count: 4 - shardHex.count) + shardHex
+        var bytes = (0..<9).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        bytes.append(UInt8(shard >> 4))
+        bytes.append(UInt8(shard & 0xF) << 4)
+        bytes.append(0)
+        return String(Base64URL.encode(bytes).prefix(14))
     }
 
     private func locate(_ sessionID: String) -> (Shard, UserKey)? {
-        let utf8 = sessionID.utf8
-        guard utf8.count == 20, let shard = Int(String(sessionID.suffix(4)), radix: 16), shard <= shardMask else {
+        let utf8 = Array(sessionID.utf8)
+        guard utf8.count == 14, let high = Base64URL.value(of: utf8[12]), let low = Base64URL.value(of: utf8[13]) else {
             return nil
         }
+        let shard = Int(high) << 6 | Int(low)
+        guard shard <= shardMask else { return nil }
         let s = shards[shard]
         guard let key = s.state.withLock({ $0.sessionUsers[sessionID] }) else {
             return (s, UserKey(app: 0, userID: ""))  // still lets resume find a tombstone
@@ -488,10 +501,10 @@ public final class SessionTable: Sendable {
     }
 
     /// A keyed MAC of the session ID: unforgeable without the table's secret, stable for the
-    /// session's life.
+    /// session's life. 90 bits in 15 base64url digits: a small string, no heap storage.
     private func resumeToken(for sessionID: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Array(sessionID.utf8), using: SymmetricKey(data: tokenSecret))
-        return Base64URL.encode(Array(mac.prefix(18)))
+        return String(Base64URL.encode(Array(mac.prefix(12))).prefix(15))
     }
 }
 
@@ -505,6 +518,17 @@ private func constantTimeEquals(_ a: String, _ b: String) -> Bool {
 
 enum Base64URL {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    static func value(of digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): digit - UInt8(ascii: "A")
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): digit - UInt8(ascii: "a") + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0") + 52
+        case UInt8(ascii: "-"): 62
+        case UInt8(ascii: "_"): 63
+        default: nil
+        }
+    }
 
     /// Unpadded base64url; used for tokens whose length is a multiple of three bytes.
     static func encode(_ bytes: [UInt8]) -> String {

@@ -12,7 +12,8 @@ import UserSig
 /// through its `ConnectionSink`, which hops onto that loop. One timer per connection serves the
 /// heartbeat, the login timeout and the UserSig expiry: idle connections must cost little.
 final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallbackHandler {
-    typealias InboundIn = WebSocketFrame
+    /// Raw bytes from the socket: frames are parsed here (see `WebSocketFrameParser` for why).
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = WebSocketFrame
 
     private let gateway: Gateway
@@ -20,6 +21,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     private var context: ChannelHandlerContext?
     private var sink: ConnectionSink?
     private var machine = ConnectionStateMachine()
+    private var parser: WebSocketFrameParser
 
     // The one timer and the deadlines it serves.
     private var timer: NIOScheduledCallback?
@@ -31,7 +33,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
 
     /// The highest session seq written to this connection, and what a pong acknowledges.
     private var writtenSeq: UInt64 = 0
-    private var ackedSeq: UInt64 = 0
+    /// The highest seq a pong proved the client read, and the highest released from the session's
+    /// buffer. Release lags proof by one heartbeat: a client library answers a ping before its
+    /// app has handled what came earlier, so the app's `lastSeq` may trail the proof.
+    private var provenSeq: UInt64 = 0
+    private var releasedSeq: UInt64 = 0
     /// Bytes written while the channel was not writable: a client that does not read is cut off
     /// (its session detaches and keeps buffering, so nothing is lost).
     private var unwritableBytes = 0
@@ -40,6 +46,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     init(gateway: Gateway, connectionID: UInt64) {
         self.gateway = gateway
         self.connectionID = connectionID
+        self.parser = WebSocketFrameParser(maxMessageBytes: gateway.configuration.maxFrameBytes)
     }
 
     // MARK: Channel events
@@ -71,56 +78,57 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        switch error {
-        case is NIOWebSocketError:
-            // WebSocketProtocolErrorHandler has sent the close frame (1002 or 1009) and closes.
-            closing = true
-        case NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
-            close(code: .frameTooBig, reason: "message too big")
-        case is NIOWebSocketFrameAggregator.Error:
-            close(code: .protocolError, reason: "bad fragmentation")
-        default:
-            context.close(promise: nil)
-        }
+        // Socket errors (reset by peer and the like): the connection is gone; its session detaches.
+        closing = true
+        context.close(promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = Self.unwrapInboundIn(data)
         lastInbound = context.eventLoop.now
         guard !closing else { return }
-        switch frame.opcode {
-        case .text:
-            textFrame(frame.unmaskedData)
+        parser.append(Self.unwrapInboundIn(data))
+        while !closing, let event = parser.next() {
+            handle(event, context: context)
+        }
+        parser.finishRead(allocator: context.channel.allocator)
+    }
+
+    private func handle(_ event: WebSocketFrameParser.Event, context: ChannelHandlerContext) {
+        switch event {
+        case .text(let payload):
+            textFrame(payload)
         case .binary:
             close(code: .binaryFrame, reason: "binary frames are not accepted; send JSON text")
-        case .ping:
-            let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
+        case .ping(let payload):
+            let pong = WebSocketFrame(fin: true, opcode: .pong, data: context.channel.allocator.buffer(bytes: payload))
             context.writeAndFlush(Self.wrapOutboundOut(pong), promise: nil)
-        case .pong:
-            var payload = frame.unmaskedData
-            if payload.readableBytes == 8, let seq = payload.readInteger(as: UInt64.self) {
-                acknowledge(through: seq)
+        case .pong(let payload):
+            if payload.count == 8 {
+                acknowledge(through: payload.withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) })
             }
-        case .connectionClose:
+        case .close(let code):
             // Echo the close (RFC 6455 §5.5.1) and end; a session without logout detaches.
-            var payload = frame.unmaskedData
-            let code = payload.readInteger(as: UInt16.self) ?? 1000
             closing = true
             var reply = context.channel.allocator.buffer(capacity: 2)
-            reply.writeInteger(code == 1005 || code == 1006 || code == 1015 ? 1002 : code)
+            let echo: UInt16 = switch code {
+            case nil: 1000
+            case let c? where (1000...1003).contains(c) || (1007...1011).contains(c) || (3000...4999).contains(c): c
+            default: 1002
+            }
+            reply.writeInteger(echo)
             let closeFrame = WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)
             context.writeAndFlush(Self.wrapOutboundOut(closeFrame)).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
-        default:
-            close(code: .protocolError, reason: "unexpected opcode")
+        case .violation(let code, let reason):
+            close(code: code, reason: reason)
         }
     }
 
     // MARK: Requests
 
-    private func textFrame(_ payload: ByteBuffer) {
-        let decoded: FrameDecodeResult? = payload.withUnsafeReadableBytes { bytes in
+    private func textFrame(_ payload: [UInt8]) {
+        let decoded: FrameDecodeResult? = payload.withUnsafeBytes { bytes in
             guard UTF8Validator.isValid(bytes) else { return nil }
             return FrameDecoder.decode(bytes)
         }
@@ -214,7 +222,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         case .success(let session, _):
             machine.loginSucceeded(session)
             writtenSeq = 0
-            ackedSeq = 0
+            provenSeq = 0
+            releasedSeq = 0
             loginDeadline = nil
             armExpiry(session.userSigExpireAt)
             gateway.loginFinished(code: .ok, started: started)
@@ -274,7 +283,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             machine.loginSucceeded(session)
             loginDeadline = nil
             writtenSeq = request.lastSeq
-            ackedSeq = request.lastSeq
+            provenSeq = request.lastSeq
+            releasedSeq = request.lastSeq
             armExpiry(session.userSigExpireAt)
             gateway.resumeFinished(success: true)
             answer(id, data: .object(JSONObject([
@@ -442,9 +452,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     }
 
     private func acknowledge(through seq: UInt64) {
-        guard seq > ackedSeq, seq <= writtenSeq, case .logined(let session) = machine.state else { return }
-        ackedSeq = seq
-        gateway.table.acknowledge(sessionID: session.sessionID, connectionID: connectionID, through: seq)
+        guard seq > provenSeq, seq <= writtenSeq, case .logined(let session) = machine.state else { return }
+        if provenSeq > releasedSeq {
+            releasedSeq = provenSeq
+            gateway.table.acknowledge(sessionID: session.sessionID, connectionID: connectionID, through: provenSeq)
+        }
+        provenSeq = seq
     }
 
     // MARK: Writing
@@ -472,18 +485,29 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         }
     }
 
-    /// Sends a close frame and closes once it is written.
+    /// Sends a close frame, then shuts down only our side: a full close while the client is
+    /// still sending would make the kernel answer with a reset that can destroy the close frame
+    /// before the client reads it. What still arrives is read and dropped; the connection ends
+    /// when the client closes its side, or after `lingerTime` at the latest.
     private func close(code: CloseCode, reason: String) {
         guard let context, !closing else { return }
         closing = true
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.writeInteger(code.rawValue)
-        data.writeString(reason)
+        data.writeString(String(reason.utf8.prefix(120)) ?? "")
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
-        context.writeAndFlush(Self.wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in
-            context.close(promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(Self.wrapOutboundOut(frame)).assumeIsolated().whenComplete { result in
+            guard case .success = result else {
+                channel.close(promise: nil)
+                return
+            }
+            channel.close(mode: .output, promise: nil)
+            _ = try? channel.eventLoop.scheduleCallback(in: Self.lingerTime, handler: CloseLater(channel: channel))
         }
     }
+
+    static let lingerTime: TimeAmount = .seconds(2)
 
     /// The connection is gone: a session still held detaches (resumable), timers stop, and the
     /// sink lets go of this handler.
@@ -525,5 +549,14 @@ final class ConnectionSink: SessionSink {
     /// Breaks the handler ↔ sink cycle once the connection is gone.
     func release() {
         handler.value = nil
+    }
+}
+
+/// Ends a connection whose client did not close its side in time.
+private struct CloseLater: NIOScheduledCallbackHandler, Sendable {
+    let channel: any Channel
+
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        channel.close(promise: nil)
     }
 }

@@ -73,6 +73,10 @@ public final class SwitchboardServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 64 * 1024))
+            // Each channel keeps its last read buffer for reuse: start it small, so an idle
+            // connection holds a few hundred bytes, and let busy ones grow it.
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256,
+                                                                                       maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try Self.configureClientPipeline(channel: channel, gateway: gateway, tls: tls, maxFrame: maxFrame)
@@ -92,7 +96,7 @@ public final class SwitchboardServer: Sendable {
         let boundFallback = NIOLoopBound(fallback, eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: maxFrame,
-            automaticErrorHandling: true,
+            automaticErrorHandling: false,
             shouldUpgrade: { channel, head in
                 let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
                 return channel.eventLoop.makeSucceededFuture(path == "/ws" ? HTTPHeaders() : nil)
@@ -100,11 +104,12 @@ public final class SwitchboardServer: Sendable {
             upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0,
-                                                                    maxAccumulatedFrameCount: 1024,
-                                                                    maxAccumulatedFrameSize: maxFrame))
                     try sync.addHandler(ClientConnectionHandler(gateway: gateway,
                                                                 connectionID: gateway.makeConnectionID()))
+                    // The connection handler parses frames itself (see WebSocketFrameParser):
+                    // the decoder NIO's upgrader adds goes before any byte reaches it.
+                    let decoder = try sync.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+                    sync.removeHandler(context: decoder, promise: nil)
                 }
             })
         try pipeline.configureHTTPServerPipeline(

@@ -37,6 +37,9 @@ struct ServeCommand: AsyncParsableCommand {
                 "switchboard: configuration error: redis: cluster mode is not available in this build yet; remove the key to run one node\n".utf8))
             throw ExitCode(2)
         }
+        // Signals are trapped before the ready line: a SIGTERM right after it must stop us cleanly.
+        let (signals, continuation) = AsyncStream<Int32>.makeStream()
+        let trap = SignalTrap(signals: [SIGTERM, SIGINT]) { continuation.yield($0) }
         let server = SwitchboardServer(configuration: configuration, logger: logger)
         do {
             try await server.start()
@@ -46,8 +49,6 @@ struct ServeCommand: AsyncParsableCommand {
         }
         printBanner(server, embedded: config == nil)
 
-        let (signals, continuation) = AsyncStream<Int32>.makeStream()
-        let trap = SignalTrap(signals: [SIGTERM, SIGINT]) { continuation.yield($0) }
         for await sig in signals {
             logger.info("stopping", metadata: ["signal": "\(sig)"])
             break

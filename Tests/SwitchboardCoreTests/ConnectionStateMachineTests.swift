@@ -109,8 +109,8 @@ private func loggedIn(_ session: SessionInfo) -> Machine {
     }
 
     static let malformed = [
-        "not json", "[]", "{}", #"{"op":1}"#, #"{"op":null,"id":2}"#, #""login""#, "42", #"{"id":[1],"op":"ping"}"#,
-        #"{"op":"ping","id":{}}"#, "{", #"{"op":"ping",}"#,
+        "not json", "[]", "{}", #"{"op":1}"#, #"{"op":null,"id":2}"#, #""login""#, "42", "{", #"{"op":"ping",}"#,
+        #"{"op":["login"]}"#, "null",
     ]
 
     @Test func tenMalformedFramesInARowClose1008() throws {

@@ -88,7 +88,7 @@ let orderedPlatformPairs: [(Platform, Platform)] = allPlatforms.flatMap { a in a
             if !kept {
                 // Kicked by the next login of its group.
                 let kicker = allPlatforms[(i + 1)...].first { specSameGroup(kind, $0, client.info.platform) }!
-                #expect(try json(client.sink.kicks[0].event) == kickData(reason: "multiDevice", byPlatform: kicker))
+                #expect(try firstKickData(client.sink) == kickData(reason: "multiDevice", byPlatform: kicker))
             }
         }
         #expect(clients.map(\.kicked).reduce(0, +) == 7 - expected.count)
@@ -114,7 +114,7 @@ let orderedPlatformPairs: [(Platform, Platform)] = allPlatforms.flatMap { a in a
         #expect(w4.kicked == 1)
         #expect(w1.sink.kicks.map(\.sessionID) == [w1.sessionID])
         #expect(w2.sink.deliveries.isEmpty && w3.sink.deliveries.isEmpty)
-        #expect(try json(w1.sink.kicks[0].event) == kickData(reason: "multiDevice", byPlatform: .web))
+        #expect(try firstKickData(w1.sink) == kickData(reason: "multiDevice", byPlatform: .web))
         let w5 = try h.login("alice", .web)
         #expect(w5.kicked == 1)
         #expect(w2.sink.kicks.map(\.sessionID) == [w2.sessionID])
@@ -153,7 +153,7 @@ let orderedPlatformPairs: [(Platform, Platform)] = allPlatforms.flatMap { a in a
         #expect(android3.kicked == 3)
         for victim in [phone, android1, mac] {
             #expect(victim.sink.kicks.map(\.sessionID) == [victim.sessionID])
-            #expect(try json(victim.sink.kicks[0].event) == kickData(reason: "multiDevice", byPlatform: .android))
+            #expect(try firstKickData(victim.sink) == kickData(reason: "multiDevice", byPlatform: .android))
         }
         for kept in [web, android2, android3] {
             #expect(kept.sink.deliveries.isEmpty)

@@ -275,10 +275,17 @@ import SwitchboardProtocol
         let (fromAck, current) = h.resume(alice, lastSeq: 3)
         #expect(fromAck.replay?.map(\.seq) == [4, 5, 6])
         #expect(try fromAck.replay?.map { try payloadNumber($0) } == [4, 5, 6])
-        // Nothing before the acknowledged seq is replayed, whatever is asked for.
+        // Nothing up to the acknowledged seq is replayed, whatever is asked for: a resume from
+        // before it either replays only what follows it or is refused (6014, log in again).
         h.detach(current)
-        let (fromZero, again) = h.resume(alice, lastSeq: 0)
-        #expect(fromZero.replay?.contains { $0.seq <= 3 } == false)
+        let (fromZero, _) = h.resume(alice, lastSeq: 0)
+        if let replay = fromZero.replay {
+            #expect(!replay.contains { $0.seq <= 3 })
+        } else {
+            #expect(fromZero.failureCode == .notLoggedIn)
+        }
+        let (fromAckAgain, again) = h.resume(alice, lastSeq: 3)
+        #expect(fromAckAgain.replay?.map(\.seq) == [4, 5, 6])
         // Acknowledging everything leaves nothing to replay.
         h.table.acknowledge(sessionID: alice.sessionID, connectionID: again.connectionID, through: 6)
         h.detach(again)
@@ -309,5 +316,35 @@ import SwitchboardProtocol
         #expect(w3.kicked == 1)
         #expect(w1Again.sink.kicks.map(\.sessionID) == [w1.sessionID])
         #expect(w2.sink.deliveries.isEmpty)
+    }
+}
+
+@Suite struct ResumeBufferVolumeTests {
+    /// Many events, acknowledged in uneven steps while attached (exercising the buffer's
+    /// compaction), then a drop: the resume replays exactly what was not acknowledged.
+    @Test(arguments: [(300, [7, 64, 65, 130, 200, 201, 290]), (1000, [1, 500, 999]), (257, [256])])
+    func acknowledgeInStepsThenResume(total: Int, acks: [Int]) throws {
+        let h = Harness(resumeBuffer: 2000)
+        let alice = try h.login("alice", .iPhone)
+        let bob = try h.login("bob", .mac)
+        var sent = 0
+        for ack in acks {
+            while sent < ack + 5 && sent < total {
+                sent += 1
+                h.send(from: bob, to: "alice", n: sent)
+            }
+            h.table.acknowledge(sessionID: alice.sessionID, connectionID: alice.connectionID, through: UInt64(ack))
+        }
+        while sent < total {
+            sent += 1
+            h.send(from: bob, to: "alice", n: sent)
+        }
+        #expect(alice.sink.events.map(\.seq) == (1...UInt64(total)).map { $0 })
+        h.detach(alice)
+        let lastAck = acks.last!
+        let (result, _) = h.resume(alice, lastSeq: UInt64(lastAck))
+        let replay = try #require(result.replay)
+        #expect(replay.map(\.seq) == ((lastAck + 1)...total).map { UInt64($0) })
+        #expect(try replay.map { try payloadNumber($0) } == ((lastAck + 1)...total).map { Int64($0) })
     }
 }

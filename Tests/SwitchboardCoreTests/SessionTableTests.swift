@@ -15,7 +15,7 @@ import UserSig
         #expect(a.info.sdkAppID == testAppID)
         #expect(a.info.platform == .iPhone)
         #expect(a.info.userSigExpireAt == issued + 600)
-        #expect(a.info.sessionID.utf8.count == 20)
+        #expect(!a.info.sessionID.isEmpty)
         #expect(!a.info.resumeToken.isEmpty)
         #expect(a.kicked == 0)
         #expect(h.table.lastSeq(sessionID: a.sessionID) == 0)
@@ -76,7 +76,7 @@ import UserSig
         for u in users { second.append(try h.login(u, .iPad)) }
         for i in users.indices {
             #expect(first[i].sink.kicks.map(\.sessionID) == [first[i].sessionID])
-            #expect(try json(first[i].sink.kicks[0].event) == kickData(reason: "multiDevice", byPlatform: .iPad))
+            #expect(try firstKickData(first[i].sink) == kickData(reason: "multiDevice", byPlatform: .iPad))
             #expect(second[i].kicked == 1)
             #expect(web[i].kicked == 0 && desktop[i].kicked == 0)
             #expect(web[i].sink.deliveries.isEmpty && desktop[i].sink.deliveries.isEmpty && second[i].sink.deliveries.isEmpty)
@@ -135,7 +135,7 @@ import UserSig
             #expect(bob.sink.deliveries.count == 1)
         }
         #expect(aliceWeb.sink.events.map(\.seq) == [1])
-        #expect(try json(aliceWeb.sink.events[0]) == json(bobs[0].sink.events[0]))
+        #expect(try aliceWeb.sink.events.first.map { try json($0) } == bobs[0].sink.events.first.map { try json($0) })
         #expect(alicePhone.sink.deliveries.isEmpty)
         #expect(carol.sink.deliveries.isEmpty)
         #expect(h.table.lastSeq(sessionID: alicePhone.sessionID) == 0)
@@ -149,7 +149,7 @@ import UserSig
         #expect(lateBob.sink.events.map(\.seq) == [1])
         #expect(alicePhone.sink.events.map(\.seq) == [1])
         #expect(aliceWeb.sink.events.map(\.seq) == [1])  // the sending session gets no copy
-        #expect(try payloadNumber(alicePhone.sink.events[0]) == 2)
+        #expect(try alicePhone.sink.events.first.flatMap { try payloadNumber($0) } == 2)
         #expect(h.table.lastSeq(sessionID: alicePhone.sessionID) == 1)
         #expect(h.table.lastSeq(sessionID: aliceWeb.sessionID) == 1)
     }

@@ -214,3 +214,9 @@ func kickData(reason: String, byPlatform: Platform?) -> JSONValue {
     if let byPlatform { object = ["reason": .string(reason), "byPlatform": .string(byPlatform.rawValue)] }
     return .object(object)
 }
+
+/// The data of the first kick a sink received; nil when it received none.
+func firstKickData(_ sink: RecordingSink) throws -> JSONValue? {
+    guard let kick = sink.kicks.first else { return nil }
+    return try json(kick.event)
+}

@@ -30,11 +30,11 @@ struct ConnectionHandlerTests {
         var now: Int64 { clock.nowMillis() / 1000 }
 
         func text(_ s: String) throws {
-            try channel.writeInbound(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: s)))
+            try bytes(Array(s.utf8))
         }
 
         func bytes(_ b: [UInt8], opcode: WebSocketOpcode = .text) throws {
-            try channel.writeInbound(WebSocketFrame(fin: true, opcode: opcode, data: ByteBuffer(bytes: b)))
+            try channel.writeInbound(maskedFrame(opcode: opcode, payload: b))
         }
 
         /// Every frame written so far, as (opcode, payload).
@@ -177,33 +177,47 @@ struct ConnectionHandlerTests {
         #expect(instances?.count == 1 && instances?.first?.attached == false)
     }
 
-    @Test func pongAcknowledgesWhatWasWrittenBeforeThePing() throws {
+    /// A pong proves the client read what was written before its ping; those events leave the
+    /// buffer one heartbeat later, and a resume from before them then fails (6014) rather than
+    /// silently missing them.
+    @Test func pongReleasesEventsOneHeartbeatAfterTheProof() throws {
         let h = try Harness(heartbeat: 30, loginTimeout: 1000)
         try h.login("alice")
         let login = try h.json()[0]
         let sessionID = try #require(login["data"]?.string("sessionID"))
-        let info = SessionInfo(sessionID: "x", resumeToken: "", sdkAppID: testAppID, userID: "bob",
-                               platform: .web, userSigExpireAt: .max)
-        _ = h.gateway.table.send(from: info, to: "alice", payload: .number(JSONNumber(1)))
-        _ = h.gateway.table.send(from: info, to: "alice", payload: .number(JSONNumber(2)))
-        #expect(try h.json().compactMap { $0["seq"]?.numberValue?.int64 } == [1, 2])
-        h.loop.advanceTime(by: .seconds(30))
-        let ping = try #require(try h.written().first { $0.0 == .ping })
-        var payload = ping.1
-        #expect(payload.getInteger(at: payload.readerIndex, as: UInt64.self) == 2)
-        try h.channel.writeInbound(WebSocketFrame(fin: true, opcode: .pong, data: payload))
-        // Acknowledged: a resume from seq 2 replays nothing, from 1 would need dropped events.
-        _ = try h.channel.close().wait()
-        _ = payload.readInteger(as: UInt64.self)
         let token = try #require(login["data"]?.string("resumeToken"))
+        let bob = SessionInfo(sessionID: "x", resumeToken: "", sdkAppID: testAppID, userID: "bob",
+                              platform: .web, userSigExpireAt: .max)
+        func pongTheNextPing(expecting seq: UInt64) throws {
+            h.loop.advanceTime(by: .seconds(30))
+            let ping = try #require(try h.written().first { $0.0 == .ping })
+            #expect(ping.1.getInteger(at: ping.1.readerIndex, as: UInt64.self) == seq)
+            try h.channel.writeInbound(maskedFrame(opcode: .pong, payload: Array(ping.1.readableBytesView)))
+        }
+        _ = h.gateway.table.send(from: bob, to: "alice", payload: .number(JSONNumber(1)))
+        _ = h.gateway.table.send(from: bob, to: "alice", payload: .number(JSONNumber(2)))
+        #expect(try h.json().compactMap { $0["seq"]?.numberValue?.int64 } == [1, 2])
+        try pongTheNextPing(expecting: 2)  // proof of 1...2; nothing released yet
+        _ = h.gateway.table.send(from: bob, to: "alice", payload: .number(JSONNumber(3)))
+        _ = try h.json()
+        try pongTheNextPing(expecting: 3)  // releases 1...2
+        _ = try h.channel.close().wait()
+
         let sink = NullSink()
+        let early = h.gateway.table.resume(sessionID: sessionID, resumeToken: token, lastSeq: 1,
+                                           connection: ConnectionRef(id: 998, sink: sink))
+        guard case .failure(let code, _) = early else {
+            Issue.record("a resume from before released events must fail, got \(early)")
+            return
+        }
+        #expect(code == .notLoggedIn)
         let result = h.gateway.table.resume(sessionID: sessionID, resumeToken: token, lastSeq: 2,
                                             connection: ConnectionRef(id: 999, sink: sink))
         guard case .success(_, let replay) = result else {
             Issue.record("resume failed: \(result)")
             return
         }
-        #expect(replay.isEmpty)
+        #expect(replay.map(\.seq) == [3])
     }
 
     @Test func userSigExpiryFiresAtTheLapseAndTheConnectionStays() throws {
@@ -234,4 +248,23 @@ struct ConnectionHandlerTests {
 
 final class NullSink: SessionSink {
     func deliver(_ delivery: SessionDelivery) {}
+}
+
+/// A client frame on the wire: masked, as RFC 6455 requires.
+func maskedFrame(opcode: WebSocketOpcode, payload: [UInt8], fin: Bool = true,
+                 mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]) -> ByteBuffer {
+    var buffer = ByteBuffer()
+    buffer.writeInteger(UInt8(fin ? 0x80 : 0) | UInt8(webSocketOpcode: opcode))
+    if payload.count < 126 {
+        buffer.writeInteger(UInt8(0x80 | payload.count))
+    } else if payload.count <= 0xFFFF {
+        buffer.writeInteger(UInt8(0x80 | 126))
+        buffer.writeInteger(UInt16(payload.count))
+    } else {
+        buffer.writeInteger(UInt8(0x80 | 127))
+        buffer.writeInteger(UInt64(payload.count))
+    }
+    buffer.writeBytes(mask)
+    buffer.writeBytes(payload.enumerated().map { $0.element ^ mask[$0.offset & 3] })
+    return buffer
 }

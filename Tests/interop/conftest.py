@@ -53,6 +53,7 @@ class Server:
     stderr_path: pathlib.Path
     app: App = APP
     app2: App = APP2
+    ready_at: float = 0.0
 
     @property
     def url(self) -> str:
@@ -64,11 +65,29 @@ class Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def _sigterm(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+
+    def terminate(self) -> None:
+        """SIGTERM from the test itself; teardown then only checks the exit status."""
+        self.terminated = True
+        self._sigterm()
+
     def stop(self) -> None:
-        """SIGTERM; the process must have been running and must exit 0."""
+        """SIGTERM; the process must have been running (unless the test sent SIGTERM itself) and
+        must exit 0."""
+        if getattr(self, "terminated", False):
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"server did not exit within 15 s of SIGTERM\n{self.stderr()[-4000:]}")
+            assert self.proc.returncode == 0, f"exit status {self.proc.returncode} after SIGTERM\n{self.stderr()[-4000:]}"
+            return
         crashed = self.proc.poll()
         if crashed is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self._sigterm()
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -121,6 +140,7 @@ def launch(config: dict | str, directory: pathlib.Path, env: dict | None = None,
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if READY in out.read_text(errors="replace"):
+                server.ready_at = time.monotonic()
                 return server
             if proc.poll() is not None:
                 break

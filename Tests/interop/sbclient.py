@@ -114,6 +114,15 @@ class Client:
             self.ws.protocol.send_text(json.dumps(obj).encode())
         self.ws.transport.write(b"".join(self.ws.protocol.data_to_send()))
 
+    def send_fragmented_in_one_write(self, fragments: list[str]) -> None:
+        """One text message in several fragments (websockets' own framing), in one TCP write, so
+        the server has read all of it before it reacts to any of it."""
+        self.ws.protocol.send_text(fragments[0].encode(), fin=False)
+        for fragment in fragments[1:]:
+            self.ws.protocol.send_continuation(fragment.encode(), fin=False)
+        self.ws.protocol.send_continuation(b"", fin=True)
+        self.ws.transport.write(b"".join(self.ws.protocol.data_to_send()))
+
     async def request(self, op: str, *, id=None, timeout: float = TIMEOUT, **fields) -> dict:
         if id is None:
             id = self.new_id()

@@ -11,6 +11,8 @@ import base64
 import functools
 import itertools
 import json
+import signal
+import subprocess
 import time
 import zlib
 
@@ -206,7 +208,20 @@ async def test_login_timeout_closes_4000(start_server):
         await c.expect_close(4000, timeout=3)
         return time.monotonic() - t0
 
-    elapsed = await asyncio.gather(silent(), failed_login_does_not_extend(), after_logout())
+    async def pings_do_not_extend():
+        c = await connect(server)
+        t0 = time.monotonic()
+        for _ in range(30):
+            try:
+                await c.send({"op": "ping"})
+                await c.call("getLoginStatus")
+            except ConnectionClosed:
+                break
+            await asyncio.sleep(0.05)
+        await c.expect_close(4000, timeout=3)
+        return time.monotonic() - t0
+
+    elapsed = await asyncio.gather(silent(), failed_login_does_not_extend(), after_logout(), pings_do_not_extend())
     for dt in elapsed:
         assert 0.35 <= dt <= 2.0, elapsed
     assert server.alive()
@@ -219,15 +234,46 @@ async def test_login_during_login_7501(server):
     c.send_pipelined([
         {"op": "login", "id": 1, "sdkAppID": APP.sdkappid, "userID": "alice", "userSig": sig, "platform": "Web"},
         {"op": "login", "id": 2, "sdkAppID": APP.sdkappid, "userID": "alice", "userSig": sig, "platform": "Web"},
+        {"op": "getLoginStatus", "id": 3},
     ])
-    replies = {f["id"]: f for f in [await c.next_frame(), await c.next_frame()]}
-    assert set(replies) == {1, 2}, replies
+    replies = {f["id"]: f for f in [await c.next_frame(), await c.next_frame(), await c.next_frame()]}
+    assert set(replies) == {1, 2, 3}, replies
+    assert assert_ok_reply(replies[3], 3) == 2  # LOGINING while the first login is checked
     assert_error_reply(replies[2], 2, 7501)  # the second login, read while the first is checked
     assert assert_ok_reply(replies[1], 1)["userID"] == "alice"  # the first goes on
     assert await c.call("getLoginStatus") == 1
     assert await c.call("getLoginUser") == "alice"
     await c.assert_silent(0.2)
     await c.close()
+
+
+@aio
+async def test_racing_logins_both_get_their_reply_before_any_kick(server):
+    """§2: a login kicked a moment later by a newer one still gets its reply (code 0) first."""
+
+    async def race(i):
+        a, b = await connect(server), await connect(server)
+        sig = usersig(APP.sdkappid, APP.key, f"racer{i}")
+        frame = {"op": "login", "id": 1, "sdkAppID": APP.sdkappid, "userID": f"racer{i}", "userSig": sig,
+                 "platform": "Web"}
+        a.send_pipelined([frame])
+        b.send_pipelined([frame])
+        outcomes = []
+        for c in (a, b):
+            first = await c.next_frame()
+            assert_ok_reply(first, 1)  # the reply always comes first
+            try:
+                frames = await c.expect_close(4002, timeout=0.4)
+                assert frames == [kicked_frame(1, "Web")], frames
+                outcomes.append("kicked")
+            except AssertionError as e:
+                if "no close" not in str(e):
+                    raise
+                outcomes.append("kept")
+        assert sorted(outcomes) == ["kept", "kicked"], outcomes
+        await close_all(a, b)
+
+    await asyncio.gather(*(race(i) for i in range(25)))
 
 
 @aio
@@ -378,9 +424,11 @@ async def test_multi_policy_all_platforms_at_once(start_server):
 @aio
 async def test_web_max_instances_kicks_the_earliest(start_server):
     server = start_server("dual", {"Web": 3})
-    webs = []
+    webs, sessions = [], []
     for _ in range(3):
-        webs.append((await logged_in(server, "alice", "Web"))[0])
+        client, session = await logged_in(server, "alice", "Web")
+        webs.append(client)
+        sessions.append(session)
     phone, _ = await logged_in(server, "alice", "iPhone")
     await asyncio.gather(*(c.assert_silent(0.2) for c in webs + [phone]))
 
@@ -397,7 +445,10 @@ async def test_web_max_instances_kicks_the_earliest(start_server):
 
     sender, _ = await logged_in(server, "zed", "Web")
     assert (await send_msg(sender, "alice", 1))["online"] == 4
-    await close_all(sender, phone, fourth, fifth, *webs)
+    # A kicked session is over: its resume answers 6208.
+    r = await connect(server)
+    assert_error_reply(await r.resume(sessions[0], 0, id=1), 1, 6208)
+    await close_all(sender, phone, fourth, fifth, r, *webs)
 
 
 @aio
@@ -459,6 +510,21 @@ async def test_send_fans_out_with_per_session_seq(start_server):
         assert_error_reply(await alice_web.request("send", id=id_, **fields), id_, 6017)
     await asyncio.gather(*(c.assert_silent(0.2) for c in bobs))
     await close_all(alice_web, alice_android, *bobs)
+
+
+@aio
+async def test_ids_are_echoed_and_payloads_kept(server):
+    c, _ = await logged_in(server, "alice", "Web")
+    for id_ in [0, -1, 2**70, 1.5e-3, "", "\u00fc\u00f1\u00ed \U0001f600", 'q"\\/\n']:
+        frame = await c.request("getLoginStatus", id=id_)
+        assert assert_ok_reply(frame, id_) == 1
+    bob, _ = await logged_in(server, "bob", "Web")
+    payloads = [None, 0, -0.5, 12345678901234567890123, 1e-7, True, [], {}, "",
+                {"s": "\u0000\u001f\"\\ \U0001f600 \u2028", "deep": [[[[{"k": [1, {"x": None}]}]]]]}]
+    for seq, payload in enumerate(payloads, start=1):
+        result = await send_msg(c, "bob", payload)
+        message_frame(await bob.next_frame(), seq, "alice", "bob", result["msgID"], payload)
+    await close_all(c, bob)
 
 
 @aio
@@ -577,7 +643,10 @@ async def test_frame_over_max_frame_bytes_closes_1009(start_server):
 
     c = await connect(server)
     big = frame_of(3000)
-    await c.ws.send([big[:800], big[800:1600], big[1600:]])  # fragments under the limit, sum over it
+    # Fragments under the limit, their sum over it. One TCP write: if the last fragment reached the
+    # server after it had closed, the server's RST could destroy the close frame in flight (seen
+    # 3 times in 30 with one write per fragment; reported as a robustness issue, not asserted here).
+    c.send_fragmented_in_one_write([big[:800], big[800:1600], big[1600:]])
     await c.expect_close(1009)
     await serves(server)
 
@@ -659,6 +728,18 @@ async def test_nine_malformed_then_good_then_nine_stays_open(server):
     await c.assert_silent(0.2)
     await c.close()
     await serves(server)
+
+
+@aio
+async def test_well_formed_rejected_requests_are_not_malformed(server):
+    """Unknown ops and requests refused with 6014 are frames with a string op: no 1008 however many."""
+    c = await connect(server)
+    for i in range(12):
+        assert_error_reply(await c.request("fly", id=i), i, 6017)
+    for i in range(12):
+        assert_error_reply(await c.request("send", id=100 + i, to="bob", payload=i), 100 + i, 6014)
+    assert await c.call("getLoginStatus") == 3
+    await c.close()
 
 
 @aio
@@ -821,6 +902,90 @@ async def test_resume_from_lastseq_zero_replays_everything_unacknowledged(server
 
 
 @aio
+async def test_resume_buffer_limit_window_and_expiry_while_away(start_server):
+    """resumeBuffer N: exactly N events fit, N+1 make the session unresumable (6014); after the
+    window, 6026; a UserSig that lapses while away, 70001."""
+    server = start_server(resumeBuffer=5, resumeWindow=1)
+    patient = start_server(resumeBuffer=5)  # resumeWindow 30
+
+    async def detached(user, on=server, **login):
+        c, session = await logged_in(on, user, "Web", **login)
+        c.abort()
+        await asyncio.sleep(0.15)
+        return session
+
+    async def fits():
+        sender, _ = await logged_in(server, "zed", "Web")
+        session = await detached("fits")
+        sent = [await send_msg(sender, "fits", {"n": n}) for n in range(1, 6)]
+        r = await connect(server)
+        assert assert_ok_reply(await r.resume(session, 0, id=1), 1)["replayed"] == 5
+        for n, result in enumerate(sent, start=1):
+            message_frame(await r.next_frame(), n, "zed", "fits", result["msgID"], {"n": n})
+        await close_all(r, sender)
+
+    async def overflows():
+        sender, _ = await logged_in(server, "yan", "Web")
+        session = await detached("overflows")
+        for n in range(1, 7):
+            await send_msg(sender, "overflows", {"n": n})
+        r = await connect(server)
+        assert_error_reply(await r.resume(session, 0, id=1), 1, 6014)
+        await close_all(r, sender)
+
+    async def window_passes():
+        session = await detached("late")
+        await asyncio.sleep(1.3)
+        r = await connect(server)
+        assert_error_reply(await r.resume(session, 0, id=1), 1, 6026)
+        await r.close()
+
+    async def sig_lapses():
+        issued = int(time.time())
+        session = await detached("lapsed", on=patient, expire=2, at=issued)  # lapses 1 to 2 s from now
+        await asyncio.sleep(issued + 2.2 - time.time())
+        r = await connect(patient)
+        assert_error_reply(await r.resume(session, 0, id=1), 1, 70001)
+        await r.close()
+
+    await asyncio.gather(fits(), overflows(), window_passes(), sig_lapses())
+
+
+@aio
+async def test_resume_below_acknowledged_events_does_not_skip_them(start_server):
+    server = start_server(heartbeat=0.5)
+    alice, session = await logged_in(server, "alice", "Web")
+    bob, _ = await logged_in(server, "bob", "Web")
+    sent = [await send_msg(bob, "alice", {"n": n}) for n in (1, 2, 3)]
+    message_frame(await alice.next_frame(), 1, "bob", "alice", sent[0]["msgID"], {"n": 1})
+    # The application has handled seq 1; websockets has 2 and 3 queued and answers the next
+    # server ping, whose payload (the highest seq written) the server takes as an acknowledgement.
+    mark = len(alice.pings)
+    await wait_for_ping(alice, mark + 1)  # two pings: the second was surely sent after seq 3
+    await asyncio.sleep(0.1)  # the pong is on its way
+    alice.abort()
+    await asyncio.sleep(0.15)
+    r = await connect(server)
+    reply = await r.resume(session, 1, id=1)
+    # Either replay 2 and 3, or refuse with 6014: never code 0 without them.
+    if reply["code"] == 6014:
+        assert_error_reply(reply, 1, 6014)
+    else:
+        data = assert_ok_reply(reply, 1)
+        assert data["replayed"] == 2, reply
+        for n in (2, 3):
+            message_frame(await r.next_frame(), n, "bob", "alice", sent[n - 1]["msgID"], {"n": n})
+    await close_all(r, bob)
+
+
+async def wait_for_ping(client: Client, after: int, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(client.pings) <= after:
+        assert time.monotonic() < deadline, "no server ping"
+        await asyncio.sleep(0.02)
+
+
+@aio
 async def test_resume_after_kicked_while_away_6208(server):
     old, session = await logged_in(server, "alice", "Web")
     old.abort()
@@ -888,6 +1053,49 @@ async def test_resume_on_a_logged_in_connection_is_refused(server):
     await c.close()
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "not built yet (README, docs/configuration.md): SIGTERM closes connections at once, without "
+    "the §8 `reconnect` event or close 1001"))
+@aio
+async def test_sigterm_drains_with_reconnect_then_1001(start_server):
+    server = start_server(drainTimeout=2)
+    c, _ = await logged_in(server, "alice")
+    server.terminate()
+    frame = await c.next_frame()
+    assert frame["op"] == "event" and frame["event"] == "reconnect" and "seq" not in frame, frame
+    assert isinstance(frame["data"]["after"], int), frame
+    await c.expect_close(1001)
+    assert server.proc.wait(5) == 0
+
+
+def test_sigterm_right_after_the_ready_line_exits_0(tmp_path):
+    from conftest import BIN, READY, free_port  # noqa: PLC0415
+
+    if not BIN.exists():
+        pytest.skip("binary not built")
+    outcomes = []
+    for i in range(20):
+        path = tmp_path / f"c{i}.json"
+        path.write_text(json.dumps(dict(_base_for_sigterm(), listen=f"127.0.0.1:{free_port()}",
+                                        admin=f"127.0.0.1:{free_port()}")))
+        proc = subprocess.Popen([str(BIN), "serve", "--config", str(path)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        assert READY in proc.stdout.readline().decode()
+        proc.send_signal(signal.SIGTERM)  # a supervisor stopping a server it has just seen ready
+        try:
+            outcomes.append(proc.wait(timeout=2))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            outcomes.append("hung")
+        proc.stdout.close()
+    assert outcomes == [0] * 20, outcomes
+
+
+def _base_for_sigterm():
+    return {"apps": [{"sdkAppID": APP.sdkappid, "secretKey": APP.key}]}
+
+
 # =================================================================================================
 # §10 configuration
 # =================================================================================================
@@ -924,11 +1132,12 @@ def test_bad_config_is_refused(run_serve, config, key):
 def test_bad_yaml_and_bad_env_are_refused(run_serve):
     out = run_serve("apps: [unclosed\n")
     assert out.returncode != 0 and "configuration error: " in out.stderr, out
+    # A bad environment value: the error names the key (the variable's name may be given too).
     out = run_serve({"apps": [_app()]}, env={"SWITCHBOARD_HEARTBEAT": "-1"})
-    assert out.returncode != 0 and "configuration error: heartbeat: " in out.stderr, out.stderr
+    assert out.returncode != 0 and "configuration error: " in out.stderr and "heartbeat" in out.stderr, out.stderr
     out = run_serve({"apps": [_app(policy="single", maxInstances={"Web": 10, "iPad": 3})]},
                     env={"SWITCHBOARD_RESUME_WINDOW": "lots"})
-    assert out.returncode != 0 and "configuration error: resumeWindow: " in out.stderr, out.stderr
+    assert out.returncode != 0 and "configuration error: " in out.stderr and "resumeWindow" in out.stderr, out.stderr
 
 
 @aio
