@@ -36,8 +36,4 @@ for _ in $(seq 100); do
 done
 sleep 1  # let the idle process settle before its baseline is read
 
-case "$scenario" in
-  hold) extra=(--gateway-pid "$gateway") ;;
-  *) extra=() ;;
-esac
-"$bin/switchboard-loadtest" "$scenario" --port "$port" --key "$key" "${extra[@]}" "$@"
+"$bin/switchboard-loadtest" "$scenario" --port "$port" --key "$key" --gateway-pid "$gateway" "$@"

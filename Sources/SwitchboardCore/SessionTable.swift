@@ -478,8 +478,10 @@ public final class SessionTable: Sendable {
     /// 72 random bits (12 base64url digits), then the shard in two digits: the shard is found
     /// without a global index, and at 14 bytes the ID is a small string (no heap storage).
     private func makeSessionID(shard: Int) -> String {
-        var rng = SystemRandomNumberGenerator()
-        var bytes = (0..<9).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        var rng = SystemRandomNumberGenerator()  // one getrandom call per 8 bytes: two, not nine
+        let (a, b) = (rng.next(), rng.next())
+        var bytes = (0..<8).map { UInt8(truncatingIfNeeded: a >> ($0 * 8)) }
+        bytes.append(UInt8(truncatingIfNeeded: b))
         bytes.append(UInt8(shard >> 4))
         bytes.append(UInt8(shard & 0xF) << 4)
         bytes.append(0)

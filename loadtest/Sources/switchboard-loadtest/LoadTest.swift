@@ -129,6 +129,17 @@ func writeJSON(_ object: [String: Any], to path: String?) throws {
     try data.write(to: URL(fileURLWithPath: path))
 }
 
+/// CPU time (user + system) a local process has used so far, from /proc (seconds).
+func cpuSeconds(pid: Int32) -> Double? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = text.lastIndex(of: ")")
+    else { return nil }
+    // Fields after the command name: state is field 3, utime 14, stime 15.
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
 /// Resident memory of a local process, from /proc (bytes).
 func residentBytes(pid: Int32) -> Int? {
     guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
@@ -151,17 +162,27 @@ struct Connect: AsyncParsableCommand {
         abstract: "Open N connections flat out (each: upgrade, login, reply); logins/s and login latency.")
 
     @OptionGroup var target: TargetOptions
+    @Option(help: "The gateway's pid, to read the CPU time it spent from /proc.") var gatewayPid: Int32?
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let recorder = Recorder()
+        let cpuBefore = gatewayPid.flatMap(cpuSeconds)
         let (channels, seconds) = try await openConnections(target, recorder: recorder, group: group)
+        let cpuAfter = gatewayPid.flatMap(cpuSeconds)
         let ok = Int(recorder.histogram.totalCount)
         var result = summary(recorder, label: target.noLogin ? "handshake" : "login")
         result["seconds"] = seconds
         result["per_second"] = Double(ok) / seconds
+        var cpuRow: [(String, String)] = []
+        if let cpuBefore, let cpuAfter, ok > 0 {
+            // Gateway CPU per connection: steadier than a rate when client and gateway share cores.
+            let micros = (cpuAfter - cpuBefore) * 1e6 / Double(ok)
+            result["gateway_cpu_us_per_connection"] = micros
+            cpuRow = [("gateway CPU", String(format: "%.0f µs per connection (%.2f s in all)", micros, cpuAfter - cpuBefore))]
+        }
         let h = recorder.histogram
-        printTable([
+        printTable(cpuRow + [
             ("scenario", target.noLogin ? "connect --no-login (bare WebSocket handshakes)" : "connect (upgrade + login + reply)"),
             ("completed", "\(ok) of \(target.connections) in \(String(format: "%.2f", seconds)) s"),
             ("rate", String(format: "%.0f/s", Double(ok) / seconds)),
