@@ -20,8 +20,8 @@ public struct SessionTableConfiguration: Sendable {
 }
 
 public enum LoginResult: Sendable {
-    /// `kicked` counts the instances the policy pushed out.
-    case success(SessionInfo, kicked: Int)
+    /// `kicked`: the platforms of the instances the policy pushed out.
+    case success(SessionInfo, kicked: [Platform])
     case failure(ErrorCode, String)
 }
 
@@ -108,6 +108,7 @@ public final class SessionTable: Sendable {
             }
             prune(&entry, key: key, state: &state, now: now)
             let evicted = app.policy.evictions(existing: entry.sessions.map(\.platform), newPlatform: platform)
+            let kickedPlatforms = evicted.map { entry.sessions[$0].platform }
             let kickData = Self.kickData(reason: "multiDevice", byPlatform: platform)
             for index in evicted.reversed() {
                 let victim = entry.sessions.remove(at: index)
@@ -126,7 +127,7 @@ public final class SessionTable: Sendable {
             state.sessionUsers[sessionID] = key
             let info = SessionInfo(sessionID: sessionID, resumeToken: "", sdkAppID: app.sdkAppID,
                                    userID: userID, platform: platform, userSigExpireAt: ticket.expiresAt)
-            return .success(info, kicked: evicted.count)
+            return .success(info, kicked: kickedPlatforms)
         }
         guard case .success(var info, let kicked) = result else { return result }
         info.resumeToken = resumeToken(for: info.sessionID)  // a MAC: computed outside the lock

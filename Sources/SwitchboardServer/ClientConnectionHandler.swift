@@ -42,6 +42,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     /// (its session detaches and keeps buffering, so nothing is lost).
     private var unwritableBytes = 0
     private var closing = false
+    /// Closed because the peer went silent (heartbeat), not because the socket closed.
+    private var timedOut = false
 
     init(gateway: Gateway, connectionID: UInt64) {
         self.gateway = gateway
@@ -209,6 +211,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         }
         if let previous {
             gateway.table.logout(sessionID: previous.sessionID, connectionID: connectionID)
+            gateway.loggedOut(previous)
             machine.previousSessionEnded()
             expiryDeadline = nil
         }
@@ -219,8 +222,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             if machine.session == nil { armLoginTimeout() }
             gateway.loginFinished(code: code, started: started)
             answer(id, RequestError(code, desc))
-        case .success(let session, _):
+        case .success(let session, let kicked):
             machine.loginSucceeded(session)
+            gateway.loggedIn(session, kicked: kicked)
             writtenSeq = 0
             provenSeq = 0
             releasedSeq = 0
@@ -308,6 +312,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             return
         }
         gateway.table.logout(sessionID: session.sessionID, connectionID: connectionID)
+        gateway.loggedOut(session)
         sessionEnded()
         answer(frame.id, data: nil)
     }
@@ -400,6 +405,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         let heartbeat = gateway.configuration.heartbeat
         if now - lastInbound >= heartbeat * 2 {
             // Dead peer: nothing, not even a pong, for two heartbeats. The session detaches.
+            timedOut = true
             closing = true
             context.close(promise: nil)
             return
@@ -413,6 +419,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             if case .logined(let session) = machine.state,
                let event = gateway.table.expireUserSig(sessionID: session.sessionID, connectionID: connectionID) {
                 write(event.frame)
+                gateway.userSigExpired(session)
                 sessionEnded()
             }
         }
@@ -523,6 +530,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         machine.close()
         if let reapAt = gateway.table.detach(sessionID: session.sessionID, connectionID: connectionID) {
             gateway.scheduleReap(sessionID: session.sessionID, atMillis: reapAt)
+            gateway.disconnected(session, timedOut: timedOut)
         }
     }
 }

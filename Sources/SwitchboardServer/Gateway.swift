@@ -44,9 +44,26 @@ public final class Gateway: Sendable {
     func connectionOpened() { openConnections.add(1, ordering: .relaxed) }
     func connectionClosed() { openConnections.subtract(1, ordering: .relaxed) }
 
+    // MARK: What happened. Metrics, the state-change webhook and logs hang off these hooks;
+    // they run on the connection's event loop and must not block it.
+
+    /// Every login attempt, whatever its result; `started` is when the check began.
     func loginFinished(code: ErrorCode, started: NIODeadline) {
         loginCounts.withLock { $0[code.rawValue, default: 0] += 1 }
     }
+
+    /// A login succeeded; `kicked` are the platforms of the instances it pushed out.
+    func loggedIn(_ session: SessionInfo, kicked: [Platform]) {}
+
+    /// The session ended at its client's request (`logout`, or an account switch).
+    func loggedOut(_ session: SessionInfo) {}
+
+    /// The session ended because its UserSig lapsed while online.
+    func userSigExpired(_ session: SessionInfo) {}
+
+    /// The session's connection went away without logout: the session is detached.
+    /// `timedOut`: the peer went silent (heartbeat) rather than closing the connection.
+    func disconnected(_ session: SessionInfo, timedOut: Bool) {}
 
     /// Logins so far by result code.
     public var loginsByCode: [Int: Int] { loginCounts.withLock { $0 } }

@@ -59,7 +59,7 @@ struct SplitMix64: RandomNumberGenerator {
             switch table.login(app: app, userID: "alice", platform: platforms[i], ticket: tickets[i],
                                connection: connections[i]) {
             case .success(let info, let kicked):
-                results.withLock { $0[i] = (info, kicked) }
+                results.withLock { $0[i] = (info, kicked.count) }
             case .failure(let code, let desc):
                 failures.withLock { $0.append("\(i): \(code) \(desc)") }
             }

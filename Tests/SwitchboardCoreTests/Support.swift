@@ -138,7 +138,7 @@ final class Harness: Sendable {
                                       connection: connection)
         switch result {
         case .success(let info, let kicked):
-            return Client(info: info, connection: connection, sink: sink, kicked: kicked)
+            return Client(info: info, connection: connection, sink: sink, kicked: kicked.count)
         case .failure(let code, let desc):
             throw TestFailure("login of \(user) on \(platform.rawValue) failed: \(code) \(desc)")
         }
