@@ -45,9 +45,14 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     /// Closed because the peer went silent (heartbeat), not because the socket closed.
     private var timedOut = false
 
-    init(gateway: Gateway, connectionID: UInt64) {
+    private let registry: ConnectionRegistry?
+    /// Set once the server drains: when to close with 1001.
+    private var drainDeadline: NIODeadline?
+
+    init(gateway: Gateway, connectionID: UInt64, registry: ConnectionRegistry? = nil) {
         self.gateway = gateway
         self.connectionID = connectionID
+        self.registry = registry
         self.parser = WebSocketFrameParser(maxMessageBytes: gateway.configuration.maxFrameBytes)
     }
 
@@ -61,6 +66,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         nextPing = now + gateway.configuration.heartbeat
         loginDeadline = now + gateway.configuration.loginTimeout
         gateway.connectionOpened()
+        registry?.add(self, id: connectionID, on: context.eventLoop)
         rearmTimer()
     }
 
@@ -395,6 +401,18 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         }
     }
 
+    // MARK: Drain
+
+    /// The server is going away: tell the client to resume elsewhere within `afterMillis`, and
+    /// close with 1001 then if it has not gone by itself.
+    func drain(afterMillis: Int64) {
+        guard let context, !closing else { return }
+        write(OutboundFrame.connectionEvent(name: .reconnect,
+                                            data: .object(JSONObject([("after", .number(JSONNumber(afterMillis)))]))))
+        drainDeadline = context.eventLoop.now + .milliseconds(afterMillis)
+        rearmTimer()
+    }
+
     // MARK: Timer
 
     func handleScheduledCallback(eventLoop: some EventLoop) {
@@ -412,6 +430,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         }
         if let loginDeadline, now >= loginDeadline {
             close(code: .loginTimeout, reason: "no login in time")
+            return
+        }
+        if let drainDeadline, now >= drainDeadline {
+            close(code: .goingAway, reason: "server draining; resume on a new connection")
             return
         }
         if let expiryDeadline, now >= expiryDeadline {
@@ -452,6 +474,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         var due = min(nextPing, lastInbound + gateway.configuration.heartbeat * 2)
         if let loginDeadline { due = min(due, loginDeadline) }
         if let expiryDeadline { due = min(due, expiryDeadline) }
+        if let drainDeadline { due = min(due, drainDeadline) }
         if let timerDeadline, timerDeadline <= due { return }
         if let timer { timer.cancel() }
         timer = try? context.eventLoop.assumeIsolated().scheduleCallback(at: due, handler: self)
@@ -526,6 +549,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         timer = nil
         sink.release()
         gateway.connectionClosed()
+        if let context { registry?.remove(id: connectionID, on: context.eventLoop) }
         guard let session = machine.session else { return }
         machine.close()
         if let reapAt = gateway.table.detach(sessionID: session.sessionID, connectionID: connectionID) {

@@ -15,12 +15,14 @@ public final class SwitchboardServer: Sendable {
     private let ownsGroup: Bool
     private let channels = Mutex<[any Channel]>([])
     private let draining = Atomic<Bool>(false)
+    private let registry: ConnectionRegistry
 
     public init(configuration: ServerConfiguration, clock: any WallClock = SystemClock(), logger: Logger,
                 group: MultiThreadedEventLoopGroup? = nil) {
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads)
         self.ownsGroup = group == nil
         self.gateway = Gateway(configuration: configuration, group: self.group, clock: clock, logger: logger)
+        self.registry = ConnectionRegistry(group: self.group)
     }
 
     public var configuration: ServerConfiguration { gateway.configuration }
@@ -40,6 +42,28 @@ public final class SwitchboardServer: Sendable {
 
     public var webSocketAddress: SocketAddress? { channels.withLock { $0.first?.localAddress } }
     public var adminAddress: SocketAddress? { channels.withLock { $0.count > 1 ? $0[1].localAddress : nil } }
+
+    /// SIGTERM: stop accepting, fail `/readyz`, tell every client to resume elsewhere (`reconnect`,
+    /// spread over most of `drainTimeout` so they do not all come back at once), close each with
+    /// 1001 at its time, then shut down — before `drainTimeout` is up.
+    public func drain() async throws {
+        draining.store(true, ordering: .relaxed)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .milliseconds(Int64(configuration.drainTimeoutSeconds * 1000))
+        if let listener = channels.withLock({ $0.first }) {
+            try? await listener.close()
+        }
+        let window = max(0, Int64(configuration.drainTimeoutSeconds * 1000) - 1000) * 8 / 10
+        let open = await registry.count()
+        gateway.logger.info("draining", metadata: ["connections": "\(open)", "window.ms": "\(window)"])
+        await registry.forEach { handler, _ in
+            handler.drain(afterMillis: window == 0 ? 0 : Int64.random(in: 0...window))
+        }
+        while clock.now < deadline - .milliseconds(500), await registry.count() > 0 {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        try await shutdown()
+    }
 
     /// Stops listening and closes every connection (sessions detach), then stops the loops.
     public func shutdown() async throws {
@@ -67,6 +91,7 @@ public final class SwitchboardServer: Sendable {
 
     private func bindWebSocket(tls: NIOSSLContext?) async throws -> any Channel {
         let gateway = self.gateway
+        let registry = self.registry
         let maxFrame = configuration.maxFrameBytes
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
@@ -79,7 +104,8 @@ public final class SwitchboardServer: Sendable {
                                                                                        maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try Self.configureClientPipeline(channel: channel, gateway: gateway, tls: tls, maxFrame: maxFrame)
+                    try Self.configureClientPipeline(channel: channel, gateway: gateway, tls: tls, maxFrame: maxFrame,
+                                                     registry: registry)
                 }
             }
             .bind(host: configuration.listen.host, port: configuration.listen.port)
@@ -87,7 +113,7 @@ public final class SwitchboardServer: Sendable {
     }
 
     static func configureClientPipeline(channel: any Channel, gateway: Gateway, tls: NIOSSLContext?,
-                                        maxFrame: Int) throws {
+                                        maxFrame: Int, registry: ConnectionRegistry?) throws {
         let pipeline = channel.pipeline.syncOperations
         if let tls {
             try pipeline.addHandler(NIOSSLServerHandler(context: tls))
@@ -105,7 +131,8 @@ public final class SwitchboardServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(ClientConnectionHandler(gateway: gateway,
-                                                                connectionID: gateway.makeConnectionID()))
+                                                                connectionID: gateway.makeConnectionID(),
+                                                                registry: registry))
                     // The connection handler parses frames itself (see WebSocketFrameParser):
                     // the decoder NIO's upgrader adds goes before any byte reaches it.
                     let decoder = try sync.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)

@@ -39,7 +39,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         // Signals are trapped before the ready line: a SIGTERM right after it must stop us cleanly.
         let (signals, continuation) = AsyncStream<Int32>.makeStream()
-        let trap = SignalTrap(signals: [SIGTERM, SIGINT]) { continuation.yield($0) }
+        let trap = SignalTrap(signals: [SIGTERM, SIGINT, SIGHUP]) { continuation.yield($0) }
         let server = SwitchboardServer(configuration: configuration, logger: logger)
         do {
             try await server.start()
@@ -50,11 +50,35 @@ struct ServeCommand: AsyncParsableCommand {
         printBanner(server, embedded: config == nil)
 
         for await sig in signals {
-            logger.info("stopping", metadata: ["signal": "\(sig)"])
+            if sig == SIGHUP {
+                reload(server, logger: logger)
+                continue
+            }
+            logger.info("draining", metadata: ["signal": "\(sig == SIGTERM ? "SIGTERM" : "SIGINT")"])
             break
         }
         trap.cancel()
-        try await server.shutdown()
+        try await server.drain()
+        logger.info("stopped")
+    }
+
+    /// SIGHUP: read the configuration again and put its apps (keys, policies, limits) in force
+    /// for the next logins; connections and sessions stay as they are. A configuration that does
+    /// not load is refused and the running one kept.
+    private func reload(_ server: SwitchboardServer, logger: Logger) {
+        let environment = ProcessInfo.processInfo.environment
+        guard config != nil || environment[ConfigurationLoader.environmentName(for: "apps")] != nil else {
+            logger.notice("SIGHUP: nothing to reload (embedded default, no --config)")
+            return
+        }
+        do {
+            let fresh = try ConfigurationLoader.load(path: config, environment: environment)
+            server.gateway.apps.replace(with: fresh.apps)
+            let ids = fresh.apps.map { String($0.sdkAppID) }.joined(separator: ",")
+            logger.notice("SIGHUP: apps reloaded", metadata: ["apps": "\(ids)"])
+        } catch {
+            logger.error("SIGHUP: configuration refused, keeping the running one", metadata: ["error": "\(error.description)"])
+        }
     }
 
     private func printBanner(_ server: SwitchboardServer, embedded: Bool) {

@@ -1053,9 +1053,6 @@ async def test_resume_on_a_logged_in_connection_is_refused(server):
     await c.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not built yet (README, docs/configuration.md): SIGTERM closes connections at once, without "
-    "the §8 `reconnect` event or close 1001"))
 @aio
 async def test_sigterm_drains_with_reconnect_then_1001(start_server):
     server = start_server(drainTimeout=2)
