@@ -20,6 +20,7 @@ log=$(mktemp)
 cat >"$config" <<YAML
 listen: "127.0.0.1:$port"
 admin: "127.0.0.1:$admin"
+maxConnectionsPerAddress: 100000
 apps:
   - sdkAppID: 1400000000
     secretKey: "$key"

@@ -1,6 +1,7 @@
 public import NIOCore
 import NIOHTTP1
 import NIOPosix
+public import NIOSSL
 import NIOWebSocket
 
 /// Opens a client WebSocket connection to a Switchboard server: TCP, the HTTP/1.1 upgrade on
@@ -13,6 +14,10 @@ public enum WebSocketConnector {
 
     /// - Parameters:
     ///   - localAddress: a source address to bind (load tests spread over 127.0.0.x).
+    ///   - connectTimeout: bounds the TCP connect, the TLS handshake and the upgrade together
+    ///     (fails with `ChannelError.connectTimeout`).
+    ///   - tls: for `wss://`: the TLS client context; `serverHostname` is sent (SNI, unless an IP
+    ///     address) and verified.
     ///   - makeHandlers: called on the channel's loop after the upgrade; the handlers it returns
     ///     are added to the pipeline in order.
     /// - Returns: the channel, once the upgrade is done.
@@ -20,6 +25,7 @@ public enum WebSocketConnector {
         host: String, port: Int, path: String = "/ws", group: any EventLoopGroup,
         localAddress: SocketAddress? = nil, maxFrameSize: Int = 1 << 20,
         connectTimeout: TimeAmount = .seconds(10),
+        tls: NIOSSLContext? = nil, serverHostname: String? = nil,
         makeHandlers: @escaping @Sendable (any Channel) throws -> [any ChannelHandler]
     ) -> EventLoopFuture<any Channel> {
         let upgraded = group.any().makePromise(of: Void.self)
@@ -31,6 +37,18 @@ public enum WebSocketConnector {
         }
         return bootstrap.channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
+                // A server (or a path) that accepts the connection but never answers the upgrade
+                // must not hold the caller forever.
+                let deadline = channel.eventLoop.scheduleTask(in: connectTimeout) {
+                    upgraded.fail(ChannelError.connectTimeout(connectTimeout))
+                    channel.close(promise: nil)
+                }
+                upgraded.futureResult.whenComplete { _ in deadline.cancel() }
+                if let tls {
+                    // An IP address cannot go in SNI; without a name NIOSSL verifies the peer's address.
+                    let name = serverHostname.flatMap { (try? SocketAddress(ipAddress: $0, port: 0)) == nil ? $0 : nil }
+                    try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: name))
+                }
                 let request = UpgradeRequestHandler(host: host, port: port, path: path, failed: upgraded)
                 let boundRequest = NIOLoopBound(request, eventLoop: channel.eventLoop)
                 let upgrader = NIOWebSocketClientUpgrader(

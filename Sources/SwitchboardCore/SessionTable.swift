@@ -627,3 +627,29 @@ struct ShardState: Sendable {
 final class Shard: Sendable {
     let state = Mutex(ShardState())
 }
+
+// MARK: Admin push
+
+extension SessionTable {
+    /// Sends `payload` from an app's admin user to every instance of `recipient`: a `message`
+    /// event `{"from","to","msgID","payload","time"}` with the session's next `seq`, as `send`
+    /// does (attached instances get it now, detached ones buffer it for their resume).
+    public func push(app: UInt64, from adminUser: String, to recipient: String, payload: JSONValue) -> SendResult {
+        let now = clock.nowMillis()
+        let msgID = "\(messagePrefix)-\(messageCounter.wrappingAdd(1, ordering: .relaxed).newValue)"
+        var w = JSONWriter(reservingCapacity: 128)
+        w.writeRaw("{\"from\":")
+        w.writeString(adminUser)
+        w.writeRaw(",\"to\":")
+        w.writeString(recipient)
+        w.writeRaw(",\"msgID\":")
+        w.writeString(msgID)
+        w.writeRaw(",\"payload\":")
+        w.write(payload)
+        w.writeRaw(",\"time\":")
+        w.writeInt(now)
+        w.writeRaw("}")
+        let online = deliver(app: app, userID: recipient, name: .message, data: w.bytes, except: nil, now: now)
+        return SendResult(msgID: msgID, online: online)
+    }
+}

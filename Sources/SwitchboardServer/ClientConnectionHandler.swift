@@ -10,28 +10,39 @@ import UserSig
 ///
 /// Everything here runs on the channel's event loop. Other threads reach the connection only
 /// through its `ConnectionSink`, which hops onto that loop. One timer per connection serves the
-/// heartbeat, the login timeout and the UserSig expiry: idle connections must cost little.
+/// heartbeat, the login timeout, the UserSig expiry and the drain: idle connections must cost little.
 final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallbackHandler {
     /// Raw bytes from the socket: frames are parsed here (see `WebSocketFrameParser` for why).
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = WebSocketFrame
 
+    // Fields are ordered widest first: Swift lays a class out in declaration order, and idle
+    // connections are counted in hundreds of thousands.
     private let gateway: Gateway
+    private let registry: ConnectionRegistry?
+    /// Per-address limits and this connection's address key (`AddressLimits.key`); the
+    /// connection was counted against its address before the upgrade and is released here.
+    private let limits: AddressLimits?
+    private let addressKey: UInt64
     private let connectionID: UInt64
     private var context: ChannelHandlerContext?
     private var sink: ConnectionSink?
     private var machine = ConnectionStateMachine()
     private var parser: WebSocketFrameParser
 
-    // The one timer and the deadlines it serves.
+    // The one timer and the deadlines it serves; `.distantFuture` is "not set".
     private var timer: NIOScheduledCallback?
-    private var timerDeadline: NIODeadline?
-    private var loginDeadline: NIODeadline?
-    private var expiryDeadline: NIODeadline?
+    private var timerDeadline: NIODeadline = .distantFuture
+    private var loginDeadline: NIODeadline = .distantFuture
+    private var expiryDeadline: NIODeadline = .distantFuture
+    /// Set once the server drains: when to close with 1001.
+    private var drainDeadline: NIODeadline = .distantFuture
     private var nextPing: NIODeadline = .distantFuture
     private var lastInbound: NIODeadline = .uptimeNanoseconds(0)
+    /// Start of the current one-second request window (9506 past `maxRequestsPerSecond`).
+    private var requestWindowStart: NIODeadline = .uptimeNanoseconds(0)
 
-    /// The highest session seq written to this connection, and what a pong acknowledges.
+    /// The highest session seq written to this connection.
     private var writtenSeq: UInt64 = 0
     /// The highest seq a pong proved the client read, and the highest released from the session's
     /// buffer. Release lags proof by one heartbeat: a client library answers a ping before its
@@ -40,19 +51,19 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     private var releasedSeq: UInt64 = 0
     /// Bytes written while the channel was not writable: a client that does not read is cut off
     /// (its session detaches and keeps buffering, so nothing is lost).
-    private var unwritableBytes = 0
+    private var unwritableBytes: Int32 = 0
+    private var requestsInWindow: Int32 = 0
     private var closing = false
     /// Closed because the peer went silent (heartbeat), not because the socket closed.
     private var timedOut = false
 
-    private let registry: ConnectionRegistry?
-    /// Set once the server drains: when to close with 1001.
-    private var drainDeadline: NIODeadline?
-
-    init(gateway: Gateway, connectionID: UInt64, registry: ConnectionRegistry? = nil) {
+    init(gateway: Gateway, connectionID: UInt64, registry: ConnectionRegistry? = nil,
+         limits: AddressLimits? = nil, addressKey: UInt64 = 0) {
         self.gateway = gateway
         self.connectionID = connectionID
         self.registry = registry
+        self.limits = limits
+        self.addressKey = addressKey
         self.parser = WebSocketFrameParser(maxMessageBytes: gateway.configuration.maxFrameBytes)
     }
 
@@ -114,16 +125,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             if payload.count == 8 {
                 acknowledge(through: payload.withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) })
             }
-        case .close(let code):
+        case .close(let code, let reasonIsValid):
             // Echo the close (RFC 6455 §5.5.1) and end; a session without logout detaches.
             closing = true
             var reply = context.channel.allocator.buffer(capacity: 2)
-            let echo: UInt16 = switch code {
-            case nil: 1000
-            case let c? where (1000...1003).contains(c) || (1007...1011).contains(c) || (3000...4999).contains(c): c
-            default: 1002
-            }
-            reply.writeInteger(echo)
+            reply.writeInteger(WebSocketFrameParser.closeReply(to: code, reasonIsValid: reasonIsValid))
             let closeFrame = WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)
             context.writeAndFlush(Self.wrapOutboundOut(closeFrame)).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
@@ -153,6 +159,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             answer(id, RequestError(code, desc))
             close(code: closeCode, reason: "too many malformed frames")
         case .dispatch(let request):
+            guard withinRequestRate() else {
+                answer(request.id, RequestError(.rateLimited, "too many requests on this connection; slow down"))
+                return
+            }
             dispatch(request)
         }
     }
@@ -175,7 +185,24 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         }
     }
 
+    /// A fixed one-second window per connection: cheap, and enough to stop a flood.
+    private func withinRequestRate() -> Bool {
+        guard let context else { return true }
+        let now = context.eventLoop.now
+        if now - requestWindowStart >= .seconds(1) {
+            requestWindowStart = now
+            requestsInWindow = 0
+        }
+        requestsInWindow += 1
+        return Int(requestsInWindow) <= gateway.configuration.maxRequestsPerSecond
+    }
+
     private func login(_ frame: InboundFrame) {
+        if let limits, limits.loginsBlocked(addressKey) {
+            answer(frame.id, RequestError(.tooManyFailedLogins, "too many failed logins from this address; retry after a minute"))
+            close(code: .tooManyFailedLogins, reason: "too many failed logins")
+            return
+        }
         if case .logining = machine.state {
             answer(frame.id, RequestError(.loginInProcess, "a login is already in progress on this connection"))
             return
@@ -212,6 +239,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         } catch {
             machine.loginFailed()
             gateway.loginFinished(code: error.code, started: started)
+            limits?.recordFailedLogin(addressKey)
             answer(id, error)
             return
         }
@@ -219,7 +247,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             gateway.table.logout(sessionID: previous.sessionID, connectionID: connectionID)
             gateway.loggedOut(previous)
             machine.previousSessionEnded()
-            expiryDeadline = nil
+            expiryDeadline = .distantFuture
         }
         switch gateway.table.login(app: app, userID: request.userID, platform: request.platform, ticket: ticket,
                                    connection: ConnectionRef(id: connectionID, sink: sink)) {
@@ -227,6 +255,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             machine.loginFailed()
             if machine.session == nil { armLoginTimeout() }
             gateway.loginFinished(code: code, started: started)
+            limits?.recordFailedLogin(addressKey)
             answer(id, RequestError(code, desc))
         case .success(let session, let kicked):
             machine.loginSucceeded(session)
@@ -234,7 +263,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             writtenSeq = 0
             provenSeq = 0
             releasedSeq = 0
-            loginDeadline = nil
+            loginDeadline = .distantFuture
             armExpiry(session.userSigExpireAt)
             gateway.loginFinished(code: .ok, started: started)
             answer(id, data: loginReplyData(session))
@@ -291,7 +320,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             answer(id, RequestError(code, desc))
         case .success(let session, let replay):
             machine.loginSucceeded(session)
-            loginDeadline = nil
+            loginDeadline = .distantFuture
             writtenSeq = request.lastSeq
             provenSeq = request.lastSeq
             releasedSeq = request.lastSeq
@@ -365,7 +394,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     /// Logout or UserSig expiry: no session; the connection stays for another login.
     private func sessionEnded() {
         machine.sessionEnded()
-        expiryDeadline = nil
+        expiryDeadline = .distantFuture
         armLoginTimeout()
     }
 
@@ -378,8 +407,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             guard machine.session?.sessionID == sessionID, event.seq > writtenSeq else { return }
             let frame = event.frame
             if let context, !context.channel.isWritable {
-                unwritableBytes += frame.count
-                if unwritableBytes > gateway.configuration.maxPendingBytes {
+                unwritableBytes = Int32(clamping: Int(unwritableBytes) + frame.count)
+                if Int(unwritableBytes) > gateway.configuration.maxPendingBytes {
                     // A client that does not read: cut it off. Its session detaches and buffers.
                     gateway.logger.info("closing a connection that does not read", metadata: ["connection.id": "\(connectionID)"])
                     closing = true
@@ -417,7 +446,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
 
     func handleScheduledCallback(eventLoop: some EventLoop) {
         timer = nil
-        timerDeadline = nil
+        timerDeadline = .distantFuture
         guard let context, !closing else { return }
         let now = eventLoop.now
         let heartbeat = gateway.configuration.heartbeat
@@ -428,16 +457,16 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             context.close(promise: nil)
             return
         }
-        if let loginDeadline, now >= loginDeadline {
+        if now >= loginDeadline {
             close(code: .loginTimeout, reason: "no login in time")
             return
         }
-        if let drainDeadline, now >= drainDeadline {
+        if now >= drainDeadline {
             close(code: .goingAway, reason: "server draining; resume on a new connection")
             return
         }
-        if let expiryDeadline, now >= expiryDeadline {
-            self.expiryDeadline = nil
+        if now >= expiryDeadline {
+            expiryDeadline = .distantFuture
             if case .logined(let session) = machine.state,
                let event = gateway.table.expireUserSig(sessionID: session.sessionID, connectionID: connectionID) {
                 write(event.frame)
@@ -472,10 +501,8 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     private func rearmTimer() {
         guard let context, !closing else { return }
         var due = min(nextPing, lastInbound + gateway.configuration.heartbeat * 2)
-        if let loginDeadline { due = min(due, loginDeadline) }
-        if let expiryDeadline { due = min(due, expiryDeadline) }
-        if let drainDeadline { due = min(due, drainDeadline) }
-        if let timerDeadline, timerDeadline <= due { return }
+        due = min(due, loginDeadline, expiryDeadline, drainDeadline)
+        if timerDeadline <= due { return }
         if let timer { timer.cancel() }
         timer = try? context.eventLoop.assumeIsolated().scheduleCallback(at: due, handler: self)
         timerDeadline = due
@@ -549,6 +576,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         timer = nil
         sink.release()
         gateway.connectionClosed()
+        limits?.releaseConnection(addressKey)
         if let context { registry?.remove(id: connectionID, on: context.eventLoop) }
         guard let session = machine.session else { return }
         machine.close()
@@ -563,24 +591,30 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
 extension ClientConnectionHandler: Sendable {}
 
 /// The connection as the session table sees it: hands deliveries to the connection's loop.
-final class ConnectionSink: SessionSink {
-    private let handler: NIOLoopBoundBox<ClientConnectionHandler?>
+///
+/// `handler` is confined to `eventLoop`: it is read only inside tasks run there and cleared only
+/// there (checked in debug builds). That is what `NIOLoopBoundBox` would enforce, without a
+/// second allocation per connection.
+final class ConnectionSink: SessionSink, @unchecked Sendable {
     private let eventLoop: any EventLoop
+    private var handler: ClientConnectionHandler?
 
     init(handler: ClientConnectionHandler, eventLoop: any EventLoop) {
-        self.handler = NIOLoopBoundBox(handler, eventLoop: eventLoop)
+        self.handler = handler
         self.eventLoop = eventLoop
     }
 
     func deliver(_ delivery: SessionDelivery) {
         eventLoop.execute {
-            self.handler.value?.handle(delivery)
+            self.eventLoop.assertInEventLoop()
+            self.handler?.handle(delivery)
         }
     }
 
     /// Breaks the handler ↔ sink cycle once the connection is gone.
     func release() {
-        handler.value = nil
+        eventLoop.assertInEventLoop()
+        handler = nil
     }
 }
 

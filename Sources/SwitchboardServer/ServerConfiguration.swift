@@ -46,6 +46,17 @@ public struct ServerConfiguration: Sendable {
     public var threads: Int = System.coreCount
     /// Bytes a connection may have queued while its client does not read before it is cut off.
     public var maxPendingBytes: Int = 1 << 20
+    /// Connections one client address may hold open at once; more get HTTP 429.
+    public var maxConnectionsPerAddress: Int = 1000
+    /// Failed logins one address may make in a minute; then its logins get 70050 and close 4003
+    /// until the minute is over.
+    public var maxFailedLogins: Int = 20
+    /// Requests one connection may make per second; more get 9506.
+    public var maxRequestsPerSecond: Int = 50
+    /// Seconds a new connection has to complete the WebSocket upgrade (slow-header defence).
+    public var handshakeTimeoutSeconds: Double = 10
+    /// Also serve a plain echo on `/echo`, for WebSocket conformance suites. Off by default.
+    public var conformanceEcho = false
     public var apps: [AppConfiguration]
 
     public init(apps: [AppConfiguration]) {
@@ -54,6 +65,7 @@ public struct ServerConfiguration: Sendable {
 
     var heartbeat: TimeAmount { .nanoseconds(Int64(heartbeatSeconds * 1e9)) }
     var loginTimeout: TimeAmount { .nanoseconds(Int64(loginTimeoutSeconds * 1e9)) }
+    var handshakeTimeout: TimeAmount { .nanoseconds(Int64(handshakeTimeoutSeconds * 1e9)) }
 
     /// The sdkAppID of the embedded default's demo app.
     public static let demoSDKAppID: UInt64 = 1_400_000_000
@@ -88,7 +100,8 @@ public enum ConfigurationLoader {
     static let topLevelKeys = [
         "listen", "admin", "heartbeat", "loginTimeout", "resumeWindow", "resumeBuffer", "maxFrameBytes",
         "drainTimeout", "redis", "nodeID", "nodeTTL", "tlsCertificate", "tlsKey", "threads", "maxPendingBytes",
-        "apps",
+        "maxConnectionsPerAddress", "maxFailedLogins", "maxRequestsPerSecond", "handshakeTimeout",
+        "conformanceEcho", "apps",
     ]
     static let appKeys = ["sdkAppID", "secretKey", "adminUser", "policy", "maxInstances", "stateCallbackURL"]
 
@@ -199,6 +212,20 @@ public enum ConfigurationLoader {
         if let v = document["threads"] { config.threads = try integer(v, key: "threads", in: 1...256) }
         if let v = document["maxPendingBytes"] {
             config.maxPendingBytes = try integer(v, key: "maxPendingBytes", in: 4096...(1 << 30))
+        }
+        if let v = document["maxConnectionsPerAddress"] {
+            config.maxConnectionsPerAddress = try integer(v, key: "maxConnectionsPerAddress", in: 1...10_000_000)
+        }
+        if let v = document["maxFailedLogins"] {
+            config.maxFailedLogins = try integer(v, key: "maxFailedLogins", in: 1...1_000_000)
+        }
+        if let v = document["maxRequestsPerSecond"] {
+            config.maxRequestsPerSecond = try integer(v, key: "maxRequestsPerSecond", in: 1...1_000_000)
+        }
+        if let v = document["handshakeTimeout"] { config.handshakeTimeoutSeconds = try seconds(v, key: "handshakeTimeout") }
+        if let v = document["conformanceEcho"] {
+            guard let flag = v as? Bool else { throw ConfigurationError(key: "conformanceEcho", reason: "must be true or false") }
+            config.conformanceEcho = flag
         }
         return config
     }

@@ -16,6 +16,7 @@ public final class SwitchboardServer: Sendable {
     private let channels = Mutex<[any Channel]>([])
     private let draining = Atomic<Bool>(false)
     private let registry: ConnectionRegistry
+    let limits: AddressLimits
 
     public init(configuration: ServerConfiguration, clock: any WallClock = SystemClock(), logger: Logger,
                 group: MultiThreadedEventLoopGroup? = nil) {
@@ -23,6 +24,10 @@ public final class SwitchboardServer: Sendable {
         self.ownsGroup = group == nil
         self.gateway = Gateway(configuration: configuration, group: self.group, clock: clock, logger: logger)
         self.registry = ConnectionRegistry(group: self.group)
+        self.limits = AddressLimits(
+            configuration: .init(maxConnections: configuration.maxConnectionsPerAddress,
+                                 maxFailedLogins: configuration.maxFailedLogins),
+            clock: clock)
     }
 
     public var configuration: ServerConfiguration { gateway.configuration }
@@ -92,6 +97,7 @@ public final class SwitchboardServer: Sendable {
     private func bindWebSocket(tls: NIOSSLContext?) async throws -> any Channel {
         let gateway = self.gateway
         let registry = self.registry
+        let limits = self.limits
         let maxFrame = configuration.maxFrameBytes
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
@@ -105,7 +111,7 @@ public final class SwitchboardServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try Self.configureClientPipeline(channel: channel, gateway: gateway, tls: tls, maxFrame: maxFrame,
-                                                     registry: registry)
+                                                     registry: registry, limits: limits)
                 }
             }
             .bind(host: configuration.listen.host, port: configuration.listen.port)
@@ -113,26 +119,41 @@ public final class SwitchboardServer: Sendable {
     }
 
     static func configureClientPipeline(channel: any Channel, gateway: Gateway, tls: NIOSSLContext?,
-                                        maxFrame: Int, registry: ConnectionRegistry?) throws {
+                                        maxFrame: Int, registry: ConnectionRegistry?, limits: AddressLimits?) throws {
         let pipeline = channel.pipeline.syncOperations
+        let addressKey = Self.addressKey(channel.remoteAddress)
+        if let limits, !limits.acquireConnection(addressKey) {
+            try pipeline.addHandler(TooManyConnectionsHandler())
+            return
+        }
         if let tls {
             try pipeline.addHandler(NIOSSLServerHandler(context: tls))
         }
-        let fallback = HTTPFallbackHandler(webSocketPath: "/ws")
+        let fallback = HTTPFallbackHandler(webSocketPath: "/ws", handshakeTimeout: gateway.configuration.handshakeTimeout,
+                                           limits: limits, addressKey: addressKey)
         let boundFallback = NIOLoopBound(fallback, eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: maxFrame,
             automaticErrorHandling: false,
             shouldUpgrade: { channel, head in
-                let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-                return channel.eventLoop.makeSucceededFuture(path == "/ws" ? HTTPHeaders() : nil)
+                let path = Self.path(head)
+                let accepted = path == "/ws" || (path == "/echo" && gateway.configuration.conformanceEcho)
+                return channel.eventLoop.makeSucceededFuture(accepted ? HTTPHeaders() : nil)
             },
-            upgradePipelineHandler: { channel, _ in
+            upgradePipelineHandler: { channel, head in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    if Self.path(head) == "/echo" {
+                        try sync.addHandler(ConformanceEchoHandler())
+                        let decoder = try sync.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+                        sync.removeHandler(context: decoder, promise: nil)
+                        limits?.releaseConnection(addressKey)  // echo connections are not gateway clients
+                        return
+                    }
                     try sync.addHandler(ClientConnectionHandler(gateway: gateway,
                                                                 connectionID: gateway.makeConnectionID(),
-                                                                registry: registry))
+                                                                registry: registry, limits: limits,
+                                                                addressKey: addressKey))
                     // The connection handler parses frames itself (see WebSocketFrameParser):
                     // the decoder NIO's upgrader adds goes before any byte reaches it.
                     let decoder = try sync.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self)
@@ -141,10 +162,21 @@ public final class SwitchboardServer: Sendable {
             })
         try pipeline.configureHTTPServerPipeline(
             withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+                // Upgraded: the connection handler now owns the connection's place at its address.
+                boundFallback.value.handedOff = true
                 context.pipeline.syncOperations.removeHandler(boundFallback.value, promise: nil)
             }),
             withErrorHandling: true)
         try pipeline.addHandler(fallback)
+    }
+
+    static func path(_ head: HTTPRequestHead) -> String {
+        head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+    }
+
+    /// A client address as a limits key: a hash of its textual IP (the port is not part of it).
+    static func addressKey(_ address: SocketAddress?) -> UInt64 {
+        AddressLimits.key(forAddressBytes: (address?.ipAddress ?? "").utf8)
     }
 
     private func bindAdmin() async throws -> any Channel {

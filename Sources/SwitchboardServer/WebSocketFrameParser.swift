@@ -14,17 +14,22 @@ struct WebSocketFrameParser {
     enum Event: Equatable {
         /// A complete (reassembled) text message, unmasked.
         case text([UInt8])
-        case binary
+        /// A complete binary message. The gateway only needs to know one came; the payload is
+        /// kept for the conformance echo endpoint.
+        case binary([UInt8])
         case ping([UInt8])
         case pong([UInt8])
-        /// A close frame: its status code (nil when the payload is empty).
-        case close(UInt16?)
+        /// A close frame: its status code (nil when the payload is empty) and whether its reason
+        /// is valid UTF-8.
+        case close(UInt16?, reasonIsValid: Bool)
         /// The peer broke the protocol: close with this code.
         case violation(CloseCode, String)
     }
 
     let maxMessageBytes: Int
     private var pending: ByteBuffer?
+    /// Whether `pending` is our own storage rather than the channel's read buffer.
+    private var ownsPending = false
     private var fragments: [UInt8]?
     private var fragmentsAreText = false
 
@@ -37,21 +42,28 @@ struct WebSocketFrameParser {
         if var pending {
             self.pending = nil  // drop our reference before writing, so the write does not copy
             var incoming = bytes
-            pending.writeBuffer(&incoming)
+            pending.writeBuffer(&incoming)  // into our own storage (copied first if it was not)
             self.pending = pending
+            ownsPending = true
         } else {
             pending = bytes
+            ownsPending = false
         }
     }
 
     /// Called once the events of a read are handled: keeps only a private copy of an incomplete
     /// frame, so the channel's pooled read buffer is free to be reused.
     mutating func finishRead(allocator: ByteBufferAllocator) {
-        guard let buffer = pending else { return }
+        guard var buffer = pending else { return }
         if buffer.readableBytes == 0 {
             pending = nil
-        } else {
+        } else if !ownsPending {
             pending = allocator.buffer(buffer: buffer)
+            ownsPending = true
+        } else if buffer.readerIndex > 65536 {
+            pending = nil
+            buffer.discardReadBytes()  // a long message arriving in many reads: keep it compact
+            pending = buffer
         }
     }
 
@@ -118,25 +130,35 @@ struct WebSocketFrameParser {
                 guard fin else { continue }
                 let message = fragments!
                 fragments = nil
-                return fragmentsAreText ? .text(message) : .binary
+                return fragmentsAreText ? .text(message) : .binary(message)
             case 0x1, 0x2:
                 guard fragments == nil else {
                     return violation(&buffer, .protocolError, "new message before the previous one ended")
                 }
-                if fin { return opcode == 0x1 ? .text(payload) : .binary }
+                if fin { return opcode == 0x1 ? .text(payload) : .binary(payload) }
                 fragments = payload
                 fragmentsAreText = opcode == 0x1
                 continue
             case 0x8:
-                if payload.isEmpty { return .close(nil) }
+                if payload.isEmpty { return .close(nil, reasonIsValid: true) }
                 guard payload.count >= 2 else { return violation(&buffer, .protocolError, "close payload of one byte") }
-                return .close(UInt16(payload[0]) << 8 | UInt16(payload[1]))
+                let reasonIsValid = payload.withUnsafeBytes { UTF8Validator.isValid(UnsafeRawBufferPointer(rebasing: $0[2...])) }
+                return .close(UInt16(payload[0]) << 8 | UInt16(payload[1]), reasonIsValid: reasonIsValid)
             case 0x9:
                 return .ping(payload)
             default:
                 return .pong(payload)
             }
         }
+    }
+
+    /// The status to answer a peer's close with: its own code when that is one a peer may send
+    /// (RFC 6455 §7.4), 1002 otherwise, 1007 for a reason that is not UTF-8, 1000 for none.
+    static func closeReply(to code: UInt16?, reasonIsValid: Bool) -> UInt16 {
+        guard let code else { return 1000 }
+        guard reasonIsValid else { return 1007 }
+        if (1000...1003).contains(code) || (1007...1011).contains(code) || (3000...4999).contains(code) { return code }
+        return 1002
     }
 
     private mutating func violation(_ buffer: inout ByteBuffer, _ code: CloseCode, _ reason: String) -> Event {

@@ -17,6 +17,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Flag(name: .long, help: "Also echo WebSocket messages on /echo, for conformance suites (Autobahn).")
+    var conformanceEcho = false
+
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -25,13 +28,14 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "switchboard")
-        let configuration: ServerConfiguration
+        var configuration: ServerConfiguration
         do {
             configuration = try ConfigurationLoader.load(path: config, environment: ProcessInfo.processInfo.environment)
         } catch {
             FileHandle.standardError.write(Data("switchboard: \(error.description)\n".utf8))
             throw ExitCode(2)
         }
+        if conformanceEcho { configuration.conformanceEcho = true }
         if configuration.redis != nil {
             FileHandle.standardError.write(Data(
                 "switchboard: configuration error: redis: cluster mode is not available in this build yet; remove the key to run one node\n".utf8))

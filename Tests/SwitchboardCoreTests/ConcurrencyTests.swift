@@ -51,7 +51,7 @@ struct SplitMix64: RandomNumberGenerator {
         let tickets = try (0..<Self.logins).map { _ in try h.ticket("alice") }
         let sinks = (0..<Self.logins).map { _ in RecordingSink() }
         let connections = sinks.map { newConnection($0) }
-        let results = Mutex<[Int: (SessionInfo, Int)]>([:])
+        let results = Mutex<[Int: (SessionInfo, [Platform])]>([:])
         let failures = Mutex<[String]>([])
         let table = h.table, app = h.app
 
@@ -59,7 +59,7 @@ struct SplitMix64: RandomNumberGenerator {
             switch table.login(app: app, userID: "alice", platform: platforms[i], ticket: tickets[i],
                                connection: connections[i]) {
             case .success(let info, let kicked):
-                results.withLock { $0[i] = (info, kicked.count) }
+                results.withLock { $0[i] = (info, kicked) }
             case .failure(let code, let desc):
                 failures.withLock { $0.append("\(i): \(code) \(desc)") }
             }
@@ -96,8 +96,11 @@ struct SplitMix64: RandomNumberGenerator {
             }
         }
         #expect(kickedCount + held.count == Self.logins)
-        // What the logins said they kicked adds up to the kicks delivered.
-        #expect(sessions.values.map(\.1).reduce(0, +) == kickedCount)
+        // What the logins said they kicked adds up to the kicks delivered, platform by platform.
+        let reported = sessions.values.flatMap(\.1).map(\.rawValue).sorted()
+        let delivered = (0..<Self.logins).filter { !sinks[$0].kicks.isEmpty }.map { platforms[$0].rawValue }.sorted()
+        #expect(reported.count == kickedCount)
+        #expect(reported == delivered)
 
         // The table agrees with the sessions held.
         let instances = try #require(table.instances(app: testAppID, userID: "alice"))

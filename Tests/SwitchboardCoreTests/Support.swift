@@ -73,8 +73,10 @@ struct Client {
     var info: SessionInfo
     var connection: ConnectionRef
     var sink: RecordingSink
-    /// What `login` said it kicked.
-    var kicked: Int
+    /// The platforms `login` said it kicked, earliest instance first.
+    var kickedPlatforms: [Platform]
+    /// How many instances `login` said it kicked.
+    var kicked: Int { kickedPlatforms.count }
 
     var sessionID: String { info.sessionID }
     var connectionID: UInt64 { connection.id }
@@ -138,7 +140,7 @@ final class Harness: Sendable {
                                       connection: connection)
         switch result {
         case .success(let info, let kicked):
-            return Client(info: info, connection: connection, sink: sink, kicked: kicked.count)
+            return Client(info: info, connection: connection, sink: sink, kickedPlatforms: kicked)
         case .failure(let code, let desc):
             throw TestFailure("login of \(user) on \(platform.rawValue) failed: \(code) \(desc)")
         }
@@ -153,7 +155,7 @@ final class Harness: Sendable {
         var moved = client
         moved.connection = connection
         moved.sink = sink
-        moved.kicked = 0
+        moved.kickedPlatforms = []
         if case .success(let info, _) = result { moved.info = info }
         return (result, moved)
     }

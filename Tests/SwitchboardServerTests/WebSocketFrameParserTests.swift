@@ -78,11 +78,11 @@ struct WebSocketFrameParserTests {
     }
 
     @Test func closeFrames() {
-        #expect(events([maskedFrame(opcode: .connectionClose, payload: [])]) == [.close(nil)])
-        #expect(events([maskedFrame(opcode: .connectionClose, payload: [0x03, 0xE8, 0x61])]) == [.close(1000)])
+        #expect(events([maskedFrame(opcode: .connectionClose, payload: [])]) == [.close(nil, reasonIsValid: true)])
+        #expect(events([maskedFrame(opcode: .connectionClose, payload: [0x03, 0xE8, 0x61])]) == [.close(1000, reasonIsValid: true)])
     }
 
     @Test func binaryIsReported() {
-        #expect(events([maskedFrame(opcode: .binary, payload: [1, 2])]) == [.binary])
+        #expect(events([maskedFrame(opcode: .binary, payload: [1, 2])]) == [.binary([1, 2])])
     }
 }

@@ -1,0 +1,4 @@
+@main
+struct ChatCommand {
+    static func main() {}
+}

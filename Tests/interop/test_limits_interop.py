@@ -1,0 +1,84 @@
+"""Abuse limits (PROTOCOL.md §8: 9506, 70050 / close 4003; connections per address; slow
+handshakes), each against a real `switchboard serve` with `websockets` clients."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from sbclient import connect, logged_in, usersig
+
+
+def test_failed_logins_per_address_then_70050_and_close_4003(start_server):
+    server = start_server(maxFailedLogins=3)
+
+    async def main():
+        c = await connect(server)
+        for i in range(3):
+            reply = await c.login("alice", sig="garbage")
+            assert reply["code"] == 70003, reply
+        reply = await c.login("alice")  # a good UserSig, but the address is blocked for a minute
+        assert reply["code"] == 70050, reply
+        await c.expect_close(4003)
+        other = await connect(server)  # another connection from the same address: still blocked
+        assert (await other.login("bob"))["code"] == 70050
+        await other.expect_close(4003)
+
+    asyncio.run(main())
+
+
+def test_requests_per_connection_per_second_9506(start_server):
+    server = start_server(maxRequestsPerSecond=5)
+
+    async def main():
+        c = await connect(server)
+        c.send_pipelined([{"op": "getLoginStatus", "id": i} for i in range(1, 9)])
+        codes = {}
+        for _ in range(8):
+            frame = await c.next_frame()
+            codes[frame["id"]] = frame["code"]
+        assert [codes[i] for i in range(1, 6)] == [0] * 5, codes
+        assert [codes[i] for i in range(6, 9)] == [9506] * 3, codes
+        await asyncio.sleep(1.05)  # a new second: allowed again
+        assert await c.call("getLoginStatus") == 3
+        await c.close()
+
+    asyncio.run(main())
+
+
+def test_connections_per_address_429(start_server):
+    server = start_server(maxConnectionsPerAddress=3)
+
+    async def main():
+        clients = [await connect(server) for _ in range(3)]
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(server)
+        assert refused.value.response.status_code == 429
+        await clients[0].close()
+        await asyncio.sleep(0.2)
+        again = await connect(server)  # a place was given back
+        assert await again.call("getLoginStatus") == 3
+        for c in clients[1:] + [again]:
+            await c.close()
+
+    asyncio.run(main())
+
+
+def test_slow_handshake_is_cut_off(start_server):
+    server = start_server(handshakeTimeout=0.5)
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        s.settimeout(3)
+        started = time.monotonic()
+        assert s.recv(100) == b""  # closed by the server
+        assert 0.3 < time.monotonic() - started < 2.5
+
+    async def main():  # the server is fine
+        c, _ = await logged_in(server, "alice")
+        await c.close()
+
+    asyncio.run(main())
