@@ -2,10 +2,11 @@
 # Starts a release gateway on loopback, runs one load scenario against it, stops the gateway.
 #   loadtest/run.sh connect [--connections N] [--no-login] ...   logins/s (or bare handshakes/s)
 #   loadtest/run.sh hold    [--connections N] [--duration S] ... resident memory per idle session
+#   loadtest/run.sh resume  [--drops N] ...                      drop-to-first-replayed-event latency
 # Extra arguments go to switchboard-loadtest. Builds into .build-release (kept between runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: loadtest/run.sh connect|hold [loadtest options]}
+scenario=${1:?usage: loadtest/run.sh connect|hold|resume [loadtest options]}
 shift
 
 swift build -c release --scratch-path .build-release --product switchboard >/dev/null

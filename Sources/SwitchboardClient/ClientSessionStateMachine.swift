@@ -51,8 +51,21 @@ struct ClientSessionStateMachine: Sendable {
         /// Between attempts. `session` nil: the next attempt logs in afresh.
         case waiting(Credentials, SessionGrant?, retry: UInt64)
         case reconnecting(Credentials, SessionGrant?, ConnectionID, stage: Stage)
-        case loggingOut(ConnectionID)
+        /// The app's `logout`: the session is ended on the server, reaching it again (a resume)
+        /// if the connection is down or drops meanwhile, for at most `logoutAttempts` connections.
+        /// `session` nil: a fresh login was in flight, whose session is ended once it is made.
+        case loggingOut(Credentials, SessionGrant?, ConnectionID, stage: LogoutStage, attempt: Int)
     }
+
+    enum LogoutStage: Sendable, Hashable {
+        case connecting
+        case resuming
+        case loggingIn
+        /// `logout` sent.
+        case awaitingReply
+    }
+
+    static let logoutAttempts = 3
 
     enum Stage: Sendable, Hashable {
         case connecting
@@ -141,15 +154,18 @@ struct ClientSessionStateMachine: Sendable {
 
     var userID: String? {
         switch state {
-        case .online(let c, _, _), .waiting(let c, _, _), .reconnecting(let c, _, _, _): c.userID
-        case .loggedOut, .loggingIn, .loggingOut: nil
+        case .online(let c, _, _), .waiting(let c, _, _), .reconnecting(let c, _, _, _), .loggingOut(let c, _, _, _, _):
+            c.userID
+        case .loggedOut, .loggingIn: nil
         }
     }
 
     /// The connection whose frames count, if any.
     var currentConnection: ConnectionID? {
         switch state {
-        case .loggingIn(_, let id, _), .online(_, _, let id), .reconnecting(_, _, let id, _), .loggingOut(let id): id
+        case .loggingIn(_, let id, _), .online(_, _, let id), .reconnecting(_, _, let id, _),
+             .loggingOut(_, _, let id, _, _):
+            id
         case .loggedOut, .waiting: nil
         }
     }
@@ -187,19 +203,40 @@ struct ClientSessionStateMachine: Sendable {
         case .loggingIn(_, let id, _):
             state = .loggedOut
             return .done([.close(id), .notify(.connectFailed(.interrupted)), .completeLogin(.interrupted)])
-        case .online(_, _, let id):
-            state = .loggingOut(id)
+        case .online(let c, let session, let id):
+            state = .loggingOut(c, session, id, stage: .awaitingReply, attempt: 1)
             return .start([.sendLogout(id)])
-        case .waiting:
-            // The detached session is left to its resume window: there is no connection to end it on.
+        case .waiting(_, nil, _):
+            // The session is already gone from the server (a fresh login was due).
             state = .loggedOut
             return .done([.cancelRetry, .failRequests(.notLoggedIn)])
-        case .reconnecting(_, _, let id, _):
+        case .waiting(let c, let session?, _):
+            // Detached on the server: come back to end it, or it would hold its instance until
+            // its resume window ends.
+            let id = makeConnectionID()
+            state = .loggingOut(c, session, id, stage: .connecting, attempt: 1)
+            return .start([.cancelRetry, .connect(id)])
+        case .reconnecting(_, nil, let id, .connecting), .reconnecting(_, nil, let id, .resuming):
             state = .loggedOut
             return .done([.close(id), .notify(.connectFailed(.interrupted)), .failRequests(.notLoggedIn)])
+        case .reconnecting(let c, let session, let id, let stage):
+            // This attempt now serves the logout (the app hears that the reconnection ended).
+            let next: LogoutStage = switch stage {
+            case .connecting: .connecting
+            case .resuming: .resuming
+            case .loggingIn: .loggingIn
+            }
+            state = .loggingOut(c, stage == .loggingIn ? nil : session, id, stage: next, attempt: 1)
+            return .start([.notify(.connectFailed(.interrupted))])
         case .loggingOut:
             return .reject(.logoutInProgress)
         }
+    }
+
+    /// The logout took longer than the app's request timeout: give up on telling the server.
+    mutating func logoutTimedOut() -> [Action] {
+        guard case .loggingOut(_, _, let id, _, _) = state else { return [] }
+        return finishLogout(closing: id)
     }
 
     /// The SDK is shut down: forget everything without a word to the server.
@@ -215,13 +252,16 @@ struct ClientSessionStateMachine: Sendable {
         case .online(var c, let s, let id):
             c.userSig = userSig
             state = .online(c, s, id)
+        case .loggingOut(var c, let s, let id, let stage, let attempt):
+            c.userSig = userSig
+            state = .loggingOut(c, s, id, stage: stage, attempt: attempt)
         case .waiting(var c, let s, let retry):
             c.userSig = userSig
             state = .waiting(c, s, retry: retry)
         case .reconnecting(var c, let s, let id, let stage):
             c.userSig = userSig
             state = .reconnecting(c, s, id, stage: stage)
-        case .loggedOut, .loggingIn, .loggingOut:
+        case .loggedOut, .loggingIn:
             break
         }
     }
@@ -241,6 +281,12 @@ struct ClientSessionStateMachine: Sendable {
         case .reconnecting(let c, nil, id, .connecting):
             state = .reconnecting(c, nil, id, stage: .loggingIn)
             return [.sendLogin(id, c)]
+        case .loggingOut(let c, let session?, id, .connecting, let attempt):
+            state = .loggingOut(c, session, id, stage: .resuming, attempt: attempt)
+            return [.sendResume(id, sessionID: session.sessionID, resumeToken: session.resumeToken,
+                                lastSeq: lastDeliveredSeq)]
+        case .loggingOut(_, nil, id, .connecting, _):
+            return finishLogout(closing: id)
         default:
             return [.close(id)]
         }
@@ -278,9 +324,14 @@ struct ClientSessionStateMachine: Sendable {
                 + scheduleNextAttempt(c, session)
         case .reconnecting(let c, let session, _, _):
             return [.notify(.connectFailed(error))] + scheduleNextAttempt(c, session)
-        case .loggingOut:
-            state = .loggedOut
-            return [.completeLogout, .failRequests(.notLoggedIn)]
+        case .loggingOut(let c, let session, _, let stage, let attempt):
+            // Lost before the server confirmed: reach it again while the session may be there.
+            guard !sessionTaken, let session, stage != .loggingIn, attempt < Self.logoutAttempts else {
+                return finishLogout(closing: nil)
+            }
+            let next = makeConnectionID()
+            state = .loggingOut(c, session, next, stage: .connecting, attempt: attempt + 1)
+            return [.connect(next)]
         case .loggedOut, .waiting:
             return []
         }
@@ -332,6 +383,12 @@ struct ClientSessionStateMachine: Sendable {
             default:
                 return [.close(id), .notify(.connectFailed(error))] + scheduleNextAttempt(c, nil)
             }
+        case (.loggingOut(let c, nil, id, .loggingIn, let attempt), .success(let grant)):
+            // Logged out while this login was under way: end what it made.
+            state = .loggingOut(c, grant, id, stage: .awaitingReply, attempt: attempt)
+            return [.sendLogout(id)]
+        case (.loggingOut(_, nil, id, .loggingIn, _), .failure):
+            return finishLogout(closing: id)
         default:
             return []
         }
@@ -339,6 +396,13 @@ struct ClientSessionStateMachine: Sendable {
 
     mutating func resumeReplied(_ id: ConnectionID, _ result: Result<Void, SwitchboardError>,
                                 now: NIODeadline) -> [Action] {
+        if case .loggingOut(let c, let session, id, .resuming, let attempt) = state {
+            guard case .success = result else {
+                return finishLogout(closing: id)  // the session is gone already
+            }
+            state = .loggingOut(c, session, id, stage: .awaitingReply, attempt: attempt)
+            return [.sendLogout(id)]
+        }
         guard case .reconnecting(let c, let session?, id, .resuming) = state else { return [] }
         switch result {
         case .success:
@@ -365,9 +429,15 @@ struct ClientSessionStateMachine: Sendable {
     }
 
     mutating func logoutReplied(_ id: ConnectionID) -> [Action] {
-        guard case .loggingOut(id) = state else { return [] }
+        guard case .loggingOut(_, _, id, .awaitingReply, _) = state else { return [] }
+        return finishLogout(closing: id)
+    }
+
+    private mutating func finishLogout(closing id: ConnectionID?) -> [Action] {
         state = .loggedOut
-        return [.close(id), .completeLogout, .failRequests(.notLoggedIn)]
+        onlineSince = nil
+        draining = nil
+        return (id.map { [Action.close($0)] } ?? []) + [.completeLogout, .failRequests(.notLoggedIn)]
     }
 
     // MARK: Events

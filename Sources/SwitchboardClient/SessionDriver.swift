@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import NIOSSL
 import NIOWebSocket
 import SwitchboardProtocol
@@ -51,7 +52,9 @@ final class SessionDriver: SessionChannelDelegate {
     private var listeners: [any SwitchboardSDKListener] = []
     private var connection: Connection?
     private var handshake: (id: ConnectionID, requestID: Int64, kind: Handshake)?
-    private var logoutRequest: (id: ConnectionID, requestID: Int64, timeout: Scheduled<Void>)?
+    private var logoutRequest: (id: ConnectionID, requestID: Int64)?
+    /// Bounds the whole logout, reconnections included.
+    private var logoutTimer: Scheduled<Void>?
     private var retryTimer: Scheduled<Void>?
     private var drainTimer: Scheduled<Void>?
     private var pendingLogin: EventLoopPromise<Void>?
@@ -104,6 +107,10 @@ final class SessionDriver: SessionChannelDelegate {
         switch machine.logout() {
         case .start(let actions):
             pendingLogout = promise
+            logoutTimer = eventLoop.assumeIsolated().scheduleTask(in: configuration.requestTimeout) {
+                // The server could not be told in time: its session ends with its resume window.
+                self.perform(self.machine.logoutTimedOut())
+            }
             perform(actions)
         case .done(let actions):
             perform(actions)
@@ -144,7 +151,7 @@ final class SessionDriver: SessionChannelDelegate {
         }
         retryTimer?.cancel()
         drainTimer?.cancel()
-        logoutRequest?.timeout.cancel()
+        logoutTimer?.cancel()
         logoutRequest = nil
         pendingLogin?.fail(SwitchboardError.interrupted)
         pendingLogin = nil
@@ -242,7 +249,6 @@ final class SessionDriver: SessionChannelDelegate {
             return
         }
         if let logoutRequest, logoutRequest.id == id, logoutRequest.requestID == requestID {
-            logoutRequest.timeout.cancel()
             self.logoutRequest = nil
             perform(machine.logoutReplied(id))
             return
@@ -268,11 +274,16 @@ final class SessionDriver: SessionChannelDelegate {
     // MARK: Actions
 
     private func perform(_ actions: [ClientSessionStateMachine.Action]) {
+        // First: an app whose call these actions answer must read the status they produced.
+        publishStatus()
         for action in actions {
             perform(action)
         }
-        let status = machine.status
-        statusBox.set(isShutDown ? .logout : status, isShutDown ? nil : machine.userID)
+        publishStatus()
+    }
+
+    private func publishStatus() {
+        statusBox.set(isShutDown ? .logout : machine.status, isShutDown ? nil : machine.userID)
     }
 
     private func perform(_ action: ClientSessionStateMachine.Action) {
@@ -296,17 +307,9 @@ final class SessionDriver: SessionChannelDelegate {
                 return w.bytes
             }
         case .sendLogout(let id):
-            guard let connection, connection.id == id else {
-                perform(machine.logoutReplied(id))
-                return
-            }
+            guard let connection, connection.id == id else { return }
             let requestID = makeRequestID()
-            let timeout = eventLoop.assumeIsolated().scheduleTask(in: configuration.requestTimeout) {
-                // No answer: the session is left to its resume window on the server.
-                self.logoutRequest = nil
-                self.perform(self.machine.logoutReplied(id))
-            }
-            logoutRequest = (id, requestID, timeout)
+            logoutRequest = (id, requestID)
             var w = JSONWriter(reservingCapacity: 40)
             w.writeRaw("{\"op\":\"logout\",\"id\":")
             w.writeInt(requestID)
@@ -351,7 +354,8 @@ final class SessionDriver: SessionChannelDelegate {
             pendingLogin = nil
             if let error { promise?.fail(error) } else { promise?.succeed(()) }
         case .completeLogout:
-            logoutRequest?.timeout.cancel()
+            logoutTimer?.cancel()
+            logoutTimer = nil
             logoutRequest = nil
             let promise = pendingLogout
             pendingLogout = nil
@@ -399,7 +403,7 @@ final class SessionDriver: SessionChannelDelegate {
             case .success(let channel):
                 self.opened(id, channel: channel)
             case .failure(let error):
-                self.perform(self.machine.connectionLost(id, error: Self.connectError(error), closeCode: nil,
+                self.perform(self.machine.connectionLost(id, error: self.connectError(error), closeCode: nil,
                                                          now: self.eventLoop.now))
             }
         }
@@ -444,11 +448,13 @@ final class SessionDriver: SessionChannelDelegate {
         return w.bytes
     }
 
-    private static func connectError(_ error: any Error) -> SwitchboardError {
+    private func connectError(_ error: any Error) -> SwitchboardError {
         if case ChannelError.connectTimeout = error {
             return .connectTimeout
         }
-        return .connectFailed.with(desc: "could not connect to the server: \(error)")
+        // NIO lists every address it tried; one reason is enough for the app.
+        let reason = (error as? NIOConnectionError)?.connectionErrors.first.map { "\($0.error)" } ?? "\(error)"
+        return .connectFailed.with(desc: "could not connect to \(endpoint.host):\(endpoint.port): \(reason)")
     }
 
     // MARK: Requests

@@ -13,11 +13,6 @@ public struct SwitchboardError: Error, Sendable, Hashable, CustomStringConvertib
 
     public var description: String { "\(code): \(desc)" }
 
-    /// Whether two errors carry the same code (`desc` may differ).
-    public static func ~= (pattern: SwitchboardError, value: SwitchboardError) -> Bool {
-        pattern.code == value.code
-    }
-
     // Server codes the SDK acts on.
     public static let notLoggedIn = SwitchboardError(code: 6014, desc: "not logged in")
     public static let invalidParameters = SwitchboardError(code: 6017, desc: "invalid parameters")

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOSSL
 public import SwitchboardProtocol
+import Synchronization
 
 /// The Switchboard client SDK, shaped like the Chat SDK's `V2TIMManager`, so an app's login code
 /// reads the same:
@@ -28,6 +29,7 @@ public final class SwitchboardManager: Sendable {
     private let eventLoop: any EventLoop
     private let driver: NIOLoopBoundBox<SessionDriver>
     private let statusBox: StatusBox
+    private let isShutDown = Atomic<Bool>(false)
 
     /// - Throws: `SwitchboardError` 6017 for a URL that is not `ws://` or `wss://`, or TLS
     ///   settings that cannot be used.
@@ -56,6 +58,8 @@ public final class SwitchboardManager: Sendable {
     }
 
     deinit {
+        // Not after `shutdown()`: the app may have shut the event loops down since.
+        guard !isShutDown.load(ordering: .relaxed) else { return }
         let driver = self.driver
         eventLoop.execute { driver.value.shutdown() }
     }
@@ -87,8 +91,9 @@ public final class SwitchboardManager: Sendable {
         try await call { driver, promise in driver.login(credentials, promise: promise) }
     }
 
-    /// Ends the session on the server and closes the connection. While the SDK is reconnecting
-    /// there is no connection to say it on: the session is then left to end with its resume window.
+    /// Ends the session on the server and closes the connection. If the connection is down (or
+    /// drops meanwhile) the SDK reconnects and resumes just to end the session, within
+    /// `requestTimeout`; past that the session is left to end with its resume window.
     public func logout() async throws(SwitchboardError) {
         try await call { driver, promise in driver.logout(promise: promise) }
     }
@@ -144,6 +149,7 @@ public final class SwitchboardManager: Sendable {
     /// Closes the connection, stops reconnecting, fails what is pending, and finishes `messages`.
     /// A session still held is not logged out: it ends on the server with its resume window.
     public func shutdown() async {
+        isShutDown.store(true, ordering: .relaxed)
         let driver = self.driver
         try? await eventLoop.submit { driver.value.shutdown() }.get()
     }

@@ -1,5 +1,6 @@
 public import Logging
 public import NIOCore
+import NIOPosix
 public import SwitchboardCore
 import SwitchboardProtocol
 import Synchronization
@@ -45,8 +46,9 @@ public final class Gateway: Sendable {
             clock: clock)
         self.authenticator = Authenticator(apps: apps, clock: clock)
         self.metrics = GatewayMetrics()
-        // Until ServerConfiguration carries webhookQueueSize / webhookTimeout / webhookConcurrency.
-        self.webhook = StateWebhook(configuration: .init(queueCapacity: 10_000, timeoutSeconds: 3, lanes: 4),
+        self.webhook = StateWebhook(configuration: .init(queueCapacity: configuration.webhookQueueSize,
+                                                         timeoutSeconds: configuration.webhookTimeoutSeconds,
+                                                         lanes: configuration.webhookConcurrency),
                                     group: group, metrics: metrics, logger: logger)
     }
 
@@ -161,8 +163,10 @@ public final class Gateway: Sendable {
         let delay = max(0, atMillis - clock.nowMillis()) + 1
         // A callback, not a task: no promise per detached session, and a loop that is shutting
         // down simply refuses it (the process is ending; nothing is left to free).
-        _ = try? group.any().scheduleCallback(in: .milliseconds(delay),
-                                              handler: ReapCallback(table: table, sessionID: sessionID))
+        // The current loop when there is one: during shutdown `any()` may hand out a stopped one.
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.any()
+        _ = try? loop.scheduleCallback(in: .milliseconds(delay),
+                                       handler: ReapCallback(table: table, sessionID: sessionID))
     }
 }
 

@@ -57,6 +57,12 @@ public struct ServerConfiguration: Sendable {
     public var handshakeTimeoutSeconds: Double = 10
     /// Also serve a plain echo on `/echo`, for WebSocket conformance suites. Off by default.
     public var conformanceEcho = false
+    /// State-change callbacks waiting to be posted, at most; more are dropped (and counted).
+    public var webhookQueueSize: Int = 10_000
+    /// Seconds one callback POST may take.
+    public var webhookTimeoutSeconds: Double = 3
+    /// Callback POSTs in flight at once (each user's callbacks stay in order).
+    public var webhookConcurrency: Int = 4
     public var apps: [AppConfiguration]
 
     public init(apps: [AppConfiguration]) {
@@ -101,7 +107,7 @@ public enum ConfigurationLoader {
         "listen", "admin", "heartbeat", "loginTimeout", "resumeWindow", "resumeBuffer", "maxFrameBytes",
         "drainTimeout", "redis", "nodeID", "nodeTTL", "tlsCertificate", "tlsKey", "threads", "maxPendingBytes",
         "maxConnectionsPerAddress", "maxFailedLogins", "maxRequestsPerSecond", "handshakeTimeout",
-        "conformanceEcho", "apps",
+        "conformanceEcho", "webhookQueueSize", "webhookTimeout", "webhookConcurrency", "apps",
     ]
     static let appKeys = ["sdkAppID", "secretKey", "adminUser", "policy", "maxInstances", "stateCallbackURL"]
 
@@ -223,6 +229,13 @@ public enum ConfigurationLoader {
             config.maxRequestsPerSecond = try integer(v, key: "maxRequestsPerSecond", in: 1...1_000_000)
         }
         if let v = document["handshakeTimeout"] { config.handshakeTimeoutSeconds = try seconds(v, key: "handshakeTimeout") }
+        if let v = document["webhookQueueSize"] {
+            config.webhookQueueSize = try integer(v, key: "webhookQueueSize", in: 1...1_000_000)
+        }
+        if let v = document["webhookTimeout"] { config.webhookTimeoutSeconds = try seconds(v, key: "webhookTimeout") }
+        if let v = document["webhookConcurrency"] {
+            config.webhookConcurrency = try integer(v, key: "webhookConcurrency", in: 1...64)
+        }
         if let v = document["conformanceEcho"] {
             guard let flag = v as? Bool else { throw ConfigurationError(key: "conformanceEcho", reason: "must be true or false") }
             config.conformanceEcho = flag

@@ -38,6 +38,7 @@ public final class SwitchboardServer: Sendable {
         let webSocket = try await bindWebSocket(tls: tls)
         let admin = try await bindAdmin()
         channels.withLock { $0 = [webSocket, admin] }
+        if let port = webSocket.localAddress?.port { gateway.webSocketListening(port: port) }
         gateway.logger.info("listening", metadata: [
             "listen": "\(webSocket.localAddress.map(String.init(describing:)) ?? "?")",
             "admin": "\(admin.localAddress.map(String.init(describing:)) ?? "?")",
@@ -80,6 +81,7 @@ public final class SwitchboardServer: Sendable {
         for channel in listeners {
             try? await channel.close()
         }
+        gateway.close()
         if ownsGroup {
             try await group.shutdownGracefully()
         }

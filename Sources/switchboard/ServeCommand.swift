@@ -104,23 +104,47 @@ struct ServeCommand: AsyncParsableCommand {
     }
 }
 
-/// Signals delivered through Dispatch sources rather than async-signal-unsafe handlers.
+/// Signals turned into calls of `handler`, none ever lost.
+///
+/// A Dispatch signal source alone can lose a signal: its handler is installed asynchronously,
+/// after `resume()`, and a SIGTERM that arrives before (a supervisor stopping a server it has just
+/// seen start) meets SIG_IGN. So the process handler is installed here, synchronously, with
+/// `sigaction`; it only writes the signal number to a pipe (async-signal-safe), and a Dispatch read
+/// source on the other end calls `handler` off the signal context, whenever it gets to it.
 final class SignalTrap: @unchecked Sendable {
     // Written once in init, read in cancel: Dispatch sources are themselves thread-safe.
-    private let sources: [any DispatchSourceSignal]
+    private let source: any DispatchSourceRead
 
     init(signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
-        let queue = DispatchQueue(label: "switchboard.signals")
-        sources = signals.map { sig in
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-            source.setEventHandler { handler(sig) }
-            source.resume()
-            return source
+        var fds: [Int32] = [-1, -1]
+        precondition(pipe(&fds) == 0, "cannot create the signal pipe")
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK)
+        signalPipeWriteEnd = fds[1]
+        for sig in signals {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { signo in
+                var byte = UInt8(truncatingIfNeeded: signo)
+                _ = write(signalPipeWriteEnd, &byte, 1)
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            sigaction(sig, &action, nil)
         }
+        let readEnd = fds[0]
+        source = DispatchSource.makeReadSource(fileDescriptor: readEnd, queue: DispatchQueue(label: "switchboard.signals"))
+        source.setEventHandler {
+            var buffer = [UInt8](repeating: 0, count: 16)
+            let count = read(readEnd, &buffer, buffer.count)
+            for byte in buffer.prefix(max(0, count)) { handler(Int32(byte)) }
+        }
+        source.resume()
     }
 
     func cancel() {
-        sources.forEach { $0.cancel() }
+        source.cancel()
     }
 }
+
+/// The signal pipe's write end, for the async-signal-safe handler (which can capture nothing).
+nonisolated(unsafe) private var signalPipeWriteEnd: Int32 = -1

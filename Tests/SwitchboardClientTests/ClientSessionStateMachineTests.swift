@@ -326,22 +326,66 @@ struct ClientSessionStateMachineTests {
         #expect(m.logout() == .done([]))
     }
 
-    @Test func logoutWhileReconnectingStopsTheAttempts() {
+    /// The server must hear the logout, or the detached session would hold its instance until its
+    /// window ends: while reconnecting, the attempt is used to resume and log out.
+    @Test func logoutWhileReconnectingResumesToLogOut() {
         var (m, id) = online()
         let next = reconnectID(m.connectionLost(id, error: .networkDisconnected, closeCode: nil, now: Self.t0))!
-        #expect(m.logout() == .done([.close(next), .notify(.connectFailed(.interrupted)), .failRequests(.notLoggedIn)]))
+        #expect(m.logout() == .start([.notify(.connectFailed(.interrupted))]))
+        #expect(m.status == .logined, "until the server confirms")
+        #expect(m.connected(next) == [.sendResume(next, sessionID: "s1", resumeToken: "t1", lastSeq: 0)])
+        #expect(m.sessionEvent(.message, seq: 1, on: next) == .drop, "nothing more for the app")
+        #expect(m.resumeReplied(next, .success(()), now: Self.t0) == [.sendLogout(next)])
+        #expect(m.logoutReplied(next) == [.close(next), .completeLogout, .failRequests(.notLoggedIn)])
         #expect(m.status == .logout)
-        #expect(m.connected(next) == [.close(next)])
 
+        // From the backoff wait: a connection of its own; a session already gone ends it at once.
         var (n, nid) = online()
         _ = n.connectionLost(nid, error: .networkDisconnected, closeCode: nil, now: Self.t0)
         let failed = n.connectionLost(n.currentConnection!, error: .connectFailed, closeCode: nil, now: Self.t0)
-        guard case .scheduleRetry(let token, _)? = failed.last else {
-            Issue.record("no retry")
+        guard case .scheduleRetry(let token, _)? = failed.last,
+              case .start(let actions) = n.logout(), let fresh = reconnectID(actions) else {
+            Issue.record("expected a retry, then a logout connection")
             return
         }
-        #expect(n.logout() == .done([.cancelRetry, .failRequests(.notLoggedIn)]))
+        #expect(actions == [.cancelRetry, .connect(fresh)])
         #expect(n.retryDue(token).isEmpty)
+        _ = n.connected(fresh)
+        #expect(n.resumeReplied(fresh, .failure(.noSessionToResume), now: Self.t0)
+            == [.close(fresh), .completeLogout, .failRequests(.notLoggedIn)])
+    }
+
+    @Test func aConnectionLostDuringLogoutIsReplacedAFewTimesThenGivenUp() {
+        var (m, id) = online()
+        _ = m.logout()
+        var current = id
+        for _ in 1..<Machine.logoutAttempts {
+            let actions = m.connectionLost(current, error: .networkDisconnected, closeCode: nil, now: Self.t0)
+            guard let next = reconnectID(actions), actions.count == 1 else {
+                Issue.record("expected a new connection, got \(actions)")
+                return
+            }
+            current = next
+        }
+        #expect(m.connectionLost(current, error: .networkDisconnected, closeCode: nil, now: Self.t0)
+            == [.completeLogout, .failRequests(.notLoggedIn)])
+        #expect(m.status == .logout)
+
+        var (n, nid) = online()
+        _ = n.logout()
+        #expect(n.logoutTimedOut() == [.close(nid), .completeLogout, .failRequests(.notLoggedIn)])
+        #expect(n.logoutTimedOut().isEmpty)
+    }
+
+    @Test func logoutDuringAFreshLoginEndsWhatTheLoginMakes() {
+        var (m, id) = online()
+        let next = reconnectID(m.connectionLost(id, error: .networkDisconnected, closeCode: nil, now: Self.t0))!
+        _ = m.connected(next)
+        _ = m.resumeReplied(next, .failure(.noSessionToResume), now: Self.t0)  // logging in afresh
+        #expect(m.logout() == .start([.notify(.connectFailed(.interrupted))]))
+        let fresh = SessionGrant(sessionID: "s2", resumeToken: "t2", heartbeat: nil)
+        #expect(m.loginReplied(next, .success(fresh), now: Self.t0) == [.sendLogout(next)])
+        #expect(m.logoutReplied(next) == [.close(next), .completeLogout, .failRequests(.notLoggedIn)])
     }
 
     // MARK: Random walks
@@ -453,6 +497,7 @@ struct ClientSessionStateMachineTests {
                 case .reject: break
                 }
                 if let id = m.currentConnection { check(m.logoutReplied(id), "logout reply \(step)") }
+                if random.next() % 4 == 0 { check(m.logoutTimedOut(), "logout timeout \(step)") }
             }
         }
         // The walk went through the interesting places.

@@ -124,6 +124,65 @@ struct SDKEndToEndTests {
         }
     }
 
+    /// A draining server says `reconnect` within `after` ms: the SDK leaves before the server's
+    /// 1001 and comes back on a new connection (here the path leads to another server, which does
+    /// not know the session: a fresh login there).
+    @Test func aDrainingServerIsLeftBeforeItCloses() async throws {
+        var drainingConfig = serverConfiguration()
+        drainingConfig.drainTimeoutSeconds = 3  // `after` within 1.6 s; the 1001 close at `after`
+        let draining = try await startServer(drainingConfig)
+        let next = try await startServer(serverConfiguration())
+        let proxy = try await FaultProxy.start(target: draining.webSocketAddress!.port!)
+        let manager = try makeManager(port: proxy.port)
+        let listener = RecordingListener()
+        manager.addListener(listener)
+        do {
+            try await manager.login(userID: "pia", userSig: makeSig("pia"))
+            try proxy.retarget(port: next.webSocketAddress!.port!)
+            let drain = Task { try await draining.drain() }
+            try await eventually("moved", timeout: .seconds(3)) {
+                next.summary(of: "pia") == ["iPhone attached"] && listener.last == .connectSuccess
+            }
+            // Left by the SDK at its moment, not closed by the server (1001).
+            #expect(listener.failureDescriptions.allSatisfy { !$0.contains("1001") }, "\(listener.failureDescriptions)")
+            #expect(listener.events == [.connecting, .connectSuccess, .connectFailed(9508), .connecting, .connectSuccess])
+            try await drain.value
+        } catch {
+            Issue.record(error)
+        }
+        await manager.shutdown()
+        await proxy.shutdown()
+        try? await draining.shutdown()
+        try await next.shutdown()
+    }
+
+    /// The logout must reach the server (or the detached session would hold its instance for the
+    /// whole resume window): when the connection dies under it, the SDK resumes to log out.
+    @Test func logoutReachesTheServerWhenTheConnectionDiesUnderIt() async throws {
+        try await withServer(serverConfiguration()) { server, port in
+            let proxy = try await FaultProxy.start(target: port)
+            let manager = try makeManager(port: proxy.port, deadAfter: .milliseconds(300))
+            try await manager.login(userID: "quin", userSig: makeSig("quin"))
+            // Everything held: the logout frame too; the SDK gives the connection up after 0.3 s.
+            #expect(await proxy.inject(.stall, stall: .seconds(3)))
+            try await manager.logout()
+            #expect(manager.getLoginStatus() == .logout)
+            #expect(server.instances(of: "quin").isEmpty)
+            #expect(proxy.accepted == 2)
+
+            // And from the backoff wait, with the connection already gone.
+            try await manager.login(userID: "quin", userSig: makeSig("quin"))
+            proxy.refuse(true)
+            #expect(await proxy.inject(.cut))
+            try await eventually("detached") { server.summary(of: "quin") == ["iPhone detached"] }
+            proxy.refuse(false)
+            try await manager.logout()
+            #expect(server.instances(of: "quin").isEmpty)
+            await manager.shutdown()
+            await proxy.shutdown()
+        }
+    }
+
     // MARK: No reconnect after a kick or an expired UserSig
 
     @Test func aKickedClientIsToldOnceAndNeverReconnects() async throws {

@@ -120,8 +120,8 @@ struct ServerEndToEndTests {
         try await withServer(testConfiguration()) { _, port in
             let client = try await TestClient.connect(port: port, group: group)
             let now = Int64(Date().timeIntervalSince1970)
-            // Lapses when the clock passes now+1.
-            let sig = makeSig("erin", expire: 101, time: now - 100)
+            // Lapses when the clock passes now+2: time enough to log in on a slow machine.
+            let sig = makeSig("erin", expire: 102, time: now - 100)
             #expect(try await client.request(loginFrame("erin", sig: sig)).code == 0)
             let event = try await client.nextJSON(timeout: .seconds(4))
             #expect(event.string("event") == "userSigExpired")

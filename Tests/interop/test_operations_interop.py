@@ -115,3 +115,34 @@ def test_sighup_with_a_broken_file_keeps_the_running_configuration(start_server,
     asyncio.run(main())
     assert server.proc.poll() is None
     assert "configuration refused" in server.stderr()
+
+
+def test_logs_are_structured_and_hold_no_secrets(start_server):
+    """A busy session (logins, a bad UserSig, a kick, a drain) at the default log level: the log
+    never shows a secret key, a UserSig or a resume token."""
+    server = start_server()
+    seen = []
+
+    async def main():
+        a, session = await logged_in(server, "alice", "iPhone")
+        sig = usersig(server.app.sdkappid, server.app.key, "alice")
+        seen.extend([sig, session["resumeToken"]])
+        b = await connect(server)
+        assert (await b.login("alice", "Android", sig=sig))["code"] == 0
+        await a.expect_close(4002)
+        c = await connect(server)
+        assert (await c.login("bob", sig="not-a-sig"))["code"] == 70003
+        await b.close()
+        await c.close()
+
+    asyncio.run(main())
+    server.proc.send_signal(signal.SIGTERM)
+    server.terminated = True
+    assert server.proc.wait(5) == 0
+    log = server.stderr()
+    assert "listening" in log and "draining" in log, log
+    for secret in [server.app.key, server.app2.key, *seen]:
+        assert secret not in log
+    # swift-log's structured lines: a timestamp, a level, the label, then key=value metadata.
+    for line in log.strip().splitlines():
+        assert " info " in line or " notice " in line or " warning " in line or " error " in line, line

@@ -94,6 +94,10 @@ enum Heard: Sendable, Hashable {
 
 final class RecordingListener: SwitchboardSDKListener {
     private let heard = Mutex<[Heard]>([])
+    private let failures = Mutex<[String]>([])
+
+    /// The `desc` of each `onConnectFailed`.
+    var failureDescriptions: [String] { failures.withLock { $0 } }
 
     var events: [Heard] { heard.withLock { $0 } }
     var last: Heard? { heard.withLock { $0.last } }
@@ -102,7 +106,10 @@ final class RecordingListener: SwitchboardSDKListener {
 
     func onConnecting() { heard.withLock { $0.append(.connecting) } }
     func onConnectSuccess() { heard.withLock { $0.append(.connectSuccess) } }
-    func onConnectFailed(code: Int, desc: String) { heard.withLock { $0.append(.connectFailed(code)) } }
+    func onConnectFailed(code: Int, desc: String) {
+        failures.withLock { $0.append(desc) }
+        heard.withLock { $0.append(.connectFailed(code)) }
+    }
     func onKickedOffline() { heard.withLock { $0.append(.kickedOffline) } }
     func onUserSigExpired() { heard.withLock { $0.append(.userSigExpired) } }
 
