@@ -287,21 +287,7 @@ public final class SessionTable: Sendable {
     /// Sends `payload` from a session to every instance of `to`, with a copy to the sender's other
     /// instances (when `to` is the sender, every instance of the sender gets it).
     public func send(from sender: SessionInfo, to recipient: String, payload: JSONValue) -> SendResult {
-        let now = clock.nowMillis()
-        let msgID = "\(messagePrefix)-\(messageCounter.wrappingAdd(1, ordering: .relaxed).newValue)"
-        var w = JSONWriter(reservingCapacity: 128)
-        w.writeRaw("{\"from\":")
-        w.writeString(sender.userID)
-        w.writeRaw(",\"to\":")
-        w.writeString(recipient)
-        w.writeRaw(",\"msgID\":")
-        w.writeString(msgID)
-        w.writeRaw(",\"payload\":")
-        w.write(payload)
-        w.writeRaw(",\"time\":")
-        w.writeInt(now)
-        w.writeRaw("}")
-        let data = w.bytes
+        let (msgID, data, now) = messageEvent(from: sender.userID, to: recipient, payload: payload)
         let online = deliver(app: sender.sdkAppID, userID: recipient, name: .message, data: data,
                              except: nil, now: now)
         if recipient != sender.userID {
@@ -412,6 +398,27 @@ public final class SessionTable: Sendable {
     }
 
     // MARK: Internals
+
+    /// A new message's ID and its event data `{"from","to","msgID","payload","time"}`, built once
+    /// for every session it goes to.
+    func messageEvent(from sender: String, to recipient: String, payload: JSONValue)
+        -> (msgID: String, data: [UInt8], now: Int64) {
+        let now = clock.nowMillis()
+        let msgID = "\(messagePrefix)-\(messageCounter.wrappingAdd(1, ordering: .relaxed).newValue)"
+        var w = JSONWriter(reservingCapacity: 128)
+        w.writeRaw("{\"from\":")
+        w.writeString(sender)
+        w.writeRaw(",\"to\":")
+        w.writeString(recipient)
+        w.writeRaw(",\"msgID\":")
+        w.writeString(msgID)
+        w.writeRaw(",\"payload\":")
+        w.write(payload)
+        w.writeRaw(",\"time\":")
+        w.writeInt(now)
+        w.writeRaw("}")
+        return (msgID, w.bytes, now)
+    }
 
     /// Under the shard lock: drops the user's detached sessions whose window passed (silently) or
     /// whose UserSig lapsed while away (resume then fails with 70001).
@@ -635,21 +642,8 @@ extension SessionTable {
     /// event `{"from","to","msgID","payload","time"}` with the session's next `seq`, as `send`
     /// does (attached instances get it now, detached ones buffer it for their resume).
     public func push(app: UInt64, from adminUser: String, to recipient: String, payload: JSONValue) -> SendResult {
-        let now = clock.nowMillis()
-        let msgID = "\(messagePrefix)-\(messageCounter.wrappingAdd(1, ordering: .relaxed).newValue)"
-        var w = JSONWriter(reservingCapacity: 128)
-        w.writeRaw("{\"from\":")
-        w.writeString(adminUser)
-        w.writeRaw(",\"to\":")
-        w.writeString(recipient)
-        w.writeRaw(",\"msgID\":")
-        w.writeString(msgID)
-        w.writeRaw(",\"payload\":")
-        w.write(payload)
-        w.writeRaw(",\"time\":")
-        w.writeInt(now)
-        w.writeRaw("}")
-        let online = deliver(app: app, userID: recipient, name: .message, data: w.bytes, except: nil, now: now)
+        let (msgID, data, now) = messageEvent(from: adminUser, to: recipient, payload: payload)
+        let online = deliver(app: app, userID: recipient, name: .message, data: data, except: nil, now: now)
         return SendResult(msgID: msgID, online: online)
     }
 }
