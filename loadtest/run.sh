@@ -3,10 +3,16 @@
 #   loadtest/run.sh connect [--connections N] [--no-login] ...   logins/s (or bare handshakes/s)
 #   loadtest/run.sh hold    [--connections N] [--duration S] ... resident memory per idle session
 #   loadtest/run.sh resume  [--drops N] ...                      drop-to-first-replayed-event latency
+#   loadtest/run.sh kick    [--pairs N] [--in-flight K] ...      new login's reply -> old instance's kickedOffline
+#   loadtest/run.sh fanout  [--receivers M] [--senders S] [--rate R] [--messages N] [--pushes P] ...  delivered/s, latency
+#   loadtest/run.sh churn   [--clients C] [--rate R] [--duration S] ...                 login/logout cycles: logins/s, latency
+# The gateway keeps its default maxRequestsPerSecond (50 per connection): fanout and churn refuse
+# a rate that would pass 45 requests/s on one connection (spread over more senders or clients).
+# kick logs both instances in on Android, whose instance limit under policy multi is 1.
 # Extra arguments go to switchboard-loadtest. Builds into .build-release (kept between runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: loadtest/run.sh connect|hold|resume [loadtest options]}
+scenario=${1:?usage: loadtest/run.sh connect|hold|resume|kick|fanout|churn [loadtest options]}
 shift
 
 swift build -c release --scratch-path .build-release --product switchboard >/dev/null
@@ -38,4 +44,6 @@ for _ in $(seq 100); do
 done
 sleep 1  # let the idle process settle before its baseline is read
 
-"$bin/switchboard-loadtest" "$scenario" --port "$port" --key "$key" --gateway-pid "$gateway" "$@"
+extra=()
+[ "$scenario" = fanout ] && extra=(--admin-port "$admin")  # for --pushes (admin API)
+"$bin/switchboard-loadtest" "$scenario" --port "$port" --key "$key" --gateway-pid "$gateway" "${extra[@]}" "$@"

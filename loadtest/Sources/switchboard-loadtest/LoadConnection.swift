@@ -25,6 +25,14 @@ final class Recorder: Sendable {
         state.withLock { $0.errorsByCode[code, default: 0] += 1 }
     }
 
+    /// Adds a worker process's figures to these (`--workers`).
+    func merge(_ histogram: Histogram<UInt64>, errors: [Int: Int]) {
+        state.withLock {
+            $0.latency.add(histogram)
+            for (code, count) in errors { $0.errorsByCode[code, default: 0] += count }
+        }
+    }
+
     var histogram: Histogram<UInt64> { state.withLock { $0.latency } }
     var errors: [Int: Int] { state.withLock { $0.errorsByCode } }
 }

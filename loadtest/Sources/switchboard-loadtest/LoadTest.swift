@@ -12,7 +12,7 @@ struct LoadTest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard-loadtest",
         abstract: "Load generator for Switchboard: real UserSigs, real logins, bounded in count and time.",
-        subcommands: [Connect.self, Hold.self, Resume.self])
+        subcommands: [Connect.self, Hold.self, Resume.self, Kick.self, Fanout.self, Churn.self])
 }
 
 struct TargetOptions: ParsableArguments {
@@ -29,10 +29,14 @@ struct TargetOptions: ParsableArguments {
     @Flag(help: "Only the WebSocket handshake, no login: the baseline for logins/s.") var noLogin = false
     @Option(help: "Give up after this many seconds.") var timeout: Double = 120
     @Option(help: "Write the results as JSON to this file.") var json: String?
+    @Option(help: "Worker processes (connect, hold): worker k binds 127.0.0.(k+2) and opens its share; histograms merged.")
+    var workers = 1
+    @Option(help: .hidden) var workerOutput: String?
 
     func validate() throws {
-        guard (1...19_000).contains(connections) else {
-            throw ValidationError("--connections must be 1 to 19000 (one process holds at most about 19,000 sockets)")
+        guard (1...16).contains(workers) else { throw ValidationError("--workers must be 1 to 16") }
+        guard (1...(19_000 * workers)).contains(connections) else {
+            throw ValidationError("--connections must be 1 to 19000 per worker (one process holds at most about 19,000 sockets)")
         }
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 4096") }
     }
@@ -165,11 +169,37 @@ struct Connect: AsyncParsableCommand {
     @Option(help: "The gateway's pid, to read the CPU time it spent from /proc.") var gatewayPid: Int32?
 
     func run() async throws {
+        if target.workers > 1 {
+            let recorder = Recorder()
+            let cpuBefore = gatewayPid.flatMap(cpuSeconds)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let pool = try WorkerPool.start(scenario: "connect", target: target, extra: [])
+            _ = await pool.collect(timeout: target.timeout, recorder: recorder)
+            // Wall time from the first worker's start to the last report (includes process start-up).
+            let seconds = (clock.now - start).seconds
+            let cpuAfter = gatewayPid.flatMap(cpuSeconds)
+            try report(recorder, seconds: seconds, cpuBefore: cpuBefore, cpuAfter: cpuAfter)
+            await pool.finish(timeout: 30)
+            return
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let recorder = Recorder()
         let cpuBefore = gatewayPid.flatMap(cpuSeconds)
-        let (channels, seconds) = try await openConnections(target, recorder: recorder, group: group)
+        let (channels, seconds) = try await openConnections(target, recorder: recorder, group: group,
+                                                            progress: target.workerOutput == nil)
         let cpuAfter = gatewayPid.flatMap(cpuSeconds)
+        if let output = target.workerOutput {
+            try writeWorkerReport(recorder, opened: channels.count, seconds: seconds, to: output)
+        } else {
+            try report(recorder, seconds: seconds, cpuBefore: cpuBefore, cpuAfter: cpuAfter)
+        }
+        for channel in channels { channel.close(promise: nil) }
+        try await Task.sleep(for: .milliseconds(500))
+        try await group.shutdownGracefully()
+    }
+
+    private func report(_ recorder: Recorder, seconds: Double, cpuBefore: Double?, cpuAfter: Double?) throws {
         let ok = Int(recorder.histogram.totalCount)
         var result = summary(recorder, label: target.noLogin ? "handshake" : "login")
         result["seconds"] = seconds
@@ -183,7 +213,8 @@ struct Connect: AsyncParsableCommand {
         }
         let h = recorder.histogram
         printTable(cpuRow + [
-            ("scenario", target.noLogin ? "connect --no-login (bare WebSocket handshakes)" : "connect (upgrade + login + reply)"),
+            ("scenario", (target.noLogin ? "connect --no-login (bare WebSocket handshakes)" : "connect (upgrade + login + reply)")
+                + (target.workers > 1 ? ", \(target.workers) worker processes" : "")),
             ("completed", "\(ok) of \(target.connections) in \(String(format: "%.2f", seconds)) s"),
             ("rate", String(format: "%.0f/s", Double(ok) / seconds)),
             ("latency ms", String(format: "p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f",
@@ -192,10 +223,8 @@ struct Connect: AsyncParsableCommand {
                                   Double(h.maxRecorded) / 1000)),
             ("errors", recorder.errors.isEmpty ? "none" : recorder.errors.map { "\($0.key): \($0.value)" }.joined(separator: ", ")),
         ])
+        result["workers"] = target.workers
         try writeJSON(result, to: target.json)
-        for channel in channels { channel.close(promise: nil) }
-        try await Task.sleep(for: .milliseconds(500))
-        try await group.shutdownGracefully()
     }
 }
 
@@ -211,10 +240,38 @@ struct Hold: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let recorder = Recorder()
         let baseline = gatewayPid.flatMap(residentBytes)
-        let (channels, seconds) = try await openConnections(target, recorder: recorder, group: group)
-        try await Task.sleep(for: .seconds(min(duration, 3600)))
+        var pool: WorkerPool?
+        let alive: Int
+        let seconds: Double
+        var channels: [any Channel] = []
+        if target.workers > 1 {
+            // Workers hold until the parent has read the gateway's memory (a stop file), bounded.
+            let workers = try WorkerPool.start(scenario: "hold", target: target, extra: ["--duration", String(duration)])
+            pool = workers
+            (alive, seconds, _) = await workers.collect(timeout: target.timeout, recorder: recorder)
+            try await Task.sleep(for: .seconds(min(duration, 3600)))
+        } else {
+            (channels, seconds) = try await openConnections(target, recorder: recorder, group: group,
+                                                            progress: target.workerOutput == nil)
+            if let output = target.workerOutput {
+                try writeWorkerReport(recorder, opened: channels.filter(\.isActive).count, seconds: seconds, to: output)
+                let stop = URL(fileURLWithPath: output).deletingLastPathComponent().appendingPathComponent("stop").path
+                let deadline = ContinuousClock.now + .seconds(min(duration, 3600) + target.timeout + 60)
+                while !FileManager.default.fileExists(atPath: stop), ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                for channel in channels { channel.close(promise: nil) }
+                try await Task.sleep(for: .milliseconds(500))
+                try await group.shutdownGracefully()
+                return
+            }
+            try await Task.sleep(for: .seconds(min(duration, 3600)))
+            alive = channels.filter(\.isActive).count
+        }
         let loaded = gatewayPid.flatMap(residentBytes)
-        let alive = channels.filter(\.isActive).count
+        if let pool {
+            _ = FileManager.default.createFile(atPath: pool.directory.appendingPathComponent("stop").path, contents: nil)
+        }
         var result = summary(recorder, label: "hold")
         result["connections_open"] = alive
         result["login_seconds"] = seconds
@@ -222,7 +279,7 @@ struct Hold: AsyncParsableCommand {
         result["pings_answered"] = recorder.pings.load(ordering: .relaxed)
         result["closed_by_server"] = recorder.closedByServer.load(ordering: .relaxed)
         var rows: [(String, String)] = [
-            ("scenario", "hold"),
+            ("scenario", target.workers > 1 ? "hold, \(target.workers) worker processes" : "hold"),
             ("sessions held", "\(alive) of \(target.connections) for \(duration) s"),
             ("pings answered", "\(recorder.pings.load(ordering: .relaxed))"),
             ("closed by server", "\(recorder.closedByServer.load(ordering: .relaxed))"),
@@ -236,8 +293,10 @@ struct Hold: AsyncParsableCommand {
             rows.append(("per connection", String(format: "%.0f bytes (%.2f KiB)", perConnection, perConnection / 1024)))
         }
         printTable(rows)
+        result["workers"] = target.workers
         try writeJSON(result, to: target.json)
         for channel in channels { channel.close(promise: nil) }
+        await pool?.finish(timeout: 30)
         try await Task.sleep(for: .milliseconds(500))
         try await group.shutdownGracefully()
     }
