@@ -237,6 +237,20 @@ struct ConnectionHandlerTests {
         #expect(try h.json().first?["data"]?.numberValue?.int64 == 3)
     }
 
+    /// PROTOCOL §7: after `userSigExpired` the login timeout starts again.
+    @Test func userSigExpiryRestartsTheLoginClock() throws {
+        let h = try Harness(heartbeat: 1000, loginTimeout: 10)
+        try h.text(loginFrame("alice", sig: makeSig("alice", expire: 60, time: h.now)))
+        #expect(try h.json().first?.code == 0)
+        h.clock.advance(millis: 60_001)
+        h.loop.advanceTime(by: .milliseconds(60_001))
+        #expect(try h.json().first?.string("event") == "userSigExpired")
+        h.loop.advanceTime(by: .seconds(9))
+        #expect(try h.closeCode() == nil)
+        h.loop.advanceTime(by: .seconds(1))
+        #expect(try h.closeCode() == 4000)
+    }
+
     @Test func pingOpGetsPongWithTheID() throws {
         let h = try Harness()
         try h.text(#"{"op":"ping","id":"p1"}"#)

@@ -146,3 +146,42 @@ def test_logs_are_structured_and_hold_no_secrets(start_server):
     # swift-log's structured lines: a timestamp, a level, the label, then key=value metadata.
     for line in log.strip().splitlines():
         assert " info " in line or " notice " in line or " warning " in line or " error " in line, line
+
+
+def test_embedded_default_prints_a_key_and_a_working_usersig_command(tmp_path):
+    """`switchboard serve` with no configuration (PROTOCOL.md §10): one demo app, sdkAppID
+    1400000000, its key and a ready `usersig issue` line on standard output — and that line,
+    run as printed, makes a UserSig that logs in."""
+    import os
+    import shlex
+    import subprocess
+
+    from conftest import BIN, free_port
+
+    port, admin = free_port(), free_port()
+    env = {**os.environ, "SWITCHBOARD_LISTEN": f"127.0.0.1:{port}", "SWITCHBOARD_ADMIN": f"127.0.0.1:{admin}"}
+    proc = subprocess.Popen([str(BIN), "serve"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=env, cwd=tmp_path, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(5)]
+        assert lines[0].startswith(f"Switchboard listening on ws://127.0.0.1:{port}/ws"), lines
+        assert "sdkAppID 1400000000" in lines[1] and "policy dual" in lines[1], lines
+        key = lines[2].split()[-1]
+        assert len(key) == 64, lines
+        command = shlex.split(lines[4])
+        assert command[:3] == ["swift", "run", "switchboard"] and key in command, lines
+        sig = subprocess.run([str(BIN), *command[3:]], capture_output=True, text=True, check=True).stdout.strip()
+
+        async def main():
+            from websockets.asyncio.client import connect as ws_connect
+
+            async with ws_connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await ws.send(json.dumps({"op": "login", "id": 1, "sdkAppID": 1400000000, "userID": "alice",
+                                          "userSig": sig, "platform": "iPhone"}))
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 3))
+                assert reply["code"] == 0 and reply["data"]["userID"] == "alice", reply
+
+        asyncio.run(main())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
