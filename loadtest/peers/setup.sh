@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the peer echo servers need from Debian (idempotent) and builds the Go one into
-# loadtest/peers/bin (git-ignored). Offline: Debian's gorilla/websocket in GOPATH mode, no modules.
+# Installs what the peer echo servers (and compare.sh: jq, column) need from Debian (idempotent)
+# and builds the Go one into loadtest/peers/bin (git-ignored). Offline: Debian's gorilla/websocket
+# in GOPATH mode, no modules.
 set -euo pipefail
 cd "$(dirname "$0")"
 need=()
-for pkg in golang-go golang-github-gorilla-websocket-dev nodejs node-ws; do
+for pkg in golang-go golang-github-gorilla-websocket-dev nodejs node-ws jq bsdextrautils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

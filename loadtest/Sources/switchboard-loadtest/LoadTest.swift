@@ -12,7 +12,7 @@ struct LoadTest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard-loadtest",
         abstract: "Load generator for Switchboard: real UserSigs, real logins, bounded in count and time.",
-        subcommands: [Connect.self, Hold.self, Resume.self, Kick.self, Fanout.self, Churn.self])
+        subcommands: [Connect.self, Hold.self, Resume.self, Kick.self, Fanout.self, Churn.self, Echo.self])
 }
 
 struct TargetOptions: ParsableArguments {
