@@ -110,50 +110,9 @@ struct Echo: AsyncParsableCommand {
     /// Bare upgrades flat out, `concurrency` at a time; the channels still open, and how long it took.
     private func openBare(recorder: Recorder, group: MultiThreadedEventLoopGroup) async throws
         -> (channels: [any Channel], seconds: Double) {
-        let sources = try sourceAddresses.split(separator: ",").map { try SocketAddress(ipAddress: String($0), port: 0) }
-        let next = SharedCounter()
-        let opened = ChannelBag()
-        let clock = ContinuousClock()
-        let start = clock.now
-        let deadline = start + .seconds(timeout)
-        let (host, port, path, connections) = (host, port, path, connections)
-        let progress = progressLine("connecting") { elapsed in
-            let done = Int(recorder.histogram.totalCount)
-            return String(format: "%7d done  %8.0f/s  errors %d", done, Double(done) / max(elapsed, 0.001),
-                          recorder.errors.values.reduce(0, +))
-        }
-        await withTaskGroup(of: Void.self) { workers in
-            for _ in 0..<min(concurrency, connections) {
-                workers.addTask {
-                    while clock.now < deadline {
-                        let i = next.value.wrappingAdd(1, ordering: .relaxed).oldValue
-                        guard i < connections else { return }
-                        let loop = group.next()
-                        let done = loop.makePromise(of: Int.self)
-                        let started = NIODeadline.now()
-                        do {
-                            let channel = try await WebSocketConnector.connect(
-                                host: host, port: port, path: path, group: loop,
-                                localAddress: sources.isEmpty ? nil : sources[i % sources.count]
-                            ) { _ in
-                                [LoadConnectionHandler(recorder: recorder, login: nil, started: started, done: done)]
-                            }.get()
-                            if try await done.futureResult.get() == 0 {
-                                opened.list.withLock { $0.append(channel) }
-                            } else {
-                                try? await channel.close()
-                            }
-                        } catch {
-                            recorder.error(code: -3)
-                            done.succeed(-3)
-                        }
-                    }
-                }
-            }
-        }
-        let seconds = (clock.now - start).seconds
-        await endProgress(progress)
-        return (opened.list.withLock { $0 }, seconds)
+        try await dialAll(host: host, port: port, path: path, count: connections, concurrency: concurrency,
+                          sourceAddresses: sourceAddresses, timeout: timeout,
+                          logins: Array(repeating: nil, count: connections), recorder: recorder, group: group)
     }
 
     private func closeAll(_ channels: [any Channel]) async {

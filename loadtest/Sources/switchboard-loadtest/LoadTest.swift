@@ -54,38 +54,44 @@ func openConnections(_ options: TargetOptions, recorder: Recorder, group: MultiT
         let sig = TLSSigAPIv2.issue(sdkAppID: options.sdkappid, key: key, identifier: user, expire: 86_400, time: now)
         return Array(#"{"op":"login","id":1,"sdkAppID":\#(options.sdkappid),"userID":"\#(user)","userSig":"\#(sig)","platform":"\#(options.platform)"}"#.utf8)
     }
-    let sources = try options.sourceAddresses.split(separator: ",").map {
+    return try await dialAll(host: options.host, port: options.port, path: "/ws", count: options.connections,
+                             concurrency: options.concurrency, sourceAddresses: options.sourceAddresses,
+                             timeout: options.timeout, logins: logins, recorder: recorder, group: group,
+                             progress: progress)
+}
+
+/// Opens `count` WebSocket connections, `concurrency` at a time, spread over the source
+/// addresses; each sends `logins[i]` (nil: a bare upgrade) and waits for its answer. Returns the
+/// channels still open and how long it took.
+func dialAll(host: String, port: Int, path: String, count: Int, concurrency: Int, sourceAddresses: String,
+             timeout: Double, logins: [[UInt8]?], recorder: Recorder, group: MultiThreadedEventLoopGroup,
+             progress: Bool = true) async throws -> (channels: [any Channel], seconds: Double) {
+    let sources = try sourceAddresses.split(separator: ",").map {
         try SocketAddress(ipAddress: String($0), port: 0)
     }
     let next = SharedCounter()
     let opened = ChannelBag()
     let clock = ContinuousClock()
     let start = clock.now
-    let deadline = start + .seconds(options.timeout)
-    let reporter = Task {
-        guard progress else { return }
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(1))
-            let done = recorder.histogram.totalCount
-            let elapsed = (clock.now - start).seconds
-            FileHandle.standardError.write(Data(String(format: "\r%6.1fs  %7d done  %8.0f/s  errors %d   ",
-                                                      elapsed, done, Double(done) / max(elapsed, 0.001),
-                                                      recorder.errors.values.reduce(0, +)).utf8))
-        }
-    }
+    let deadline = start + .seconds(timeout)
+    let reporter: Task<Void, Never>? = progress ? progressLine("connecting") { elapsed in
+        let done = Int(recorder.histogram.totalCount)
+        return String(format: "%7d done  %8.0f/s  errors %d", done, Double(done) / max(elapsed, 0.001),
+                      recorder.errors.values.reduce(0, +))
+    } : nil
     await withTaskGroup(of: Void.self) { workers in
-        for _ in 0..<min(options.concurrency, options.connections) {
+        for _ in 0..<min(concurrency, count) {
             workers.addTask {
                 while clock.now < deadline {
                     let i = next.value.wrappingAdd(1, ordering: .relaxed).oldValue
-                    guard i < options.connections else { return }
+                    guard i < count else { return }
                     let loop = group.next()
                     let done = loop.makePromise(of: Int.self)
                     let started = NIODeadline.now()
                     let login = logins[i]
                     do {
                         let channel = try await WebSocketConnector.connect(
-                            host: options.host, port: options.port, group: loop,
+                            host: host, port: port, path: path, group: loop,
                             localAddress: sources.isEmpty ? nil : sources[i % sources.count]
                         ) { _ in
                             [LoadConnectionHandler(recorder: recorder, login: login, started: started, done: done)]
@@ -103,9 +109,9 @@ func openConnections(_ options: TargetOptions, recorder: Recorder, group: MultiT
             }
         }
     }
-    reporter.cancel()
-    if progress { FileHandle.standardError.write(Data("\n".utf8)) }
-    return (opened.list.withLock { $0 }, (clock.now - start).seconds)
+    let seconds = (clock.now - start).seconds
+    if let reporter { await endProgress(reporter) }
+    return (opened.list.withLock { $0 }, seconds)
 }
 
 func summary(_ recorder: Recorder, label: String) -> [String: Any] {
