@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "SwitchboardCore", targets: ["SwitchboardCore"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
+        .library(name: "SwitchboardCluster", targets: ["SwitchboardCluster"]),
         .executable(name: "switchboard-chat", targets: ["switchboard-chat"]),
     ],
     dependencies: [
@@ -55,8 +56,21 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "SwitchboardCluster",
+            dependencies: [
+                "SwitchboardCore",
+                "SwitchboardProtocol",
+                "UserSig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SwitchboardServer",
             dependencies: [
+                "SwitchboardCluster",
                 "SwitchboardCore",
                 "SwitchboardProtocol",
                 "UserSig",
@@ -139,6 +153,19 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SwitchboardClusterTests",
+            dependencies: [
+                "SwitchboardCluster",
+                "SwitchboardCore",
+                "SwitchboardProtocol",
+                "UserSig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

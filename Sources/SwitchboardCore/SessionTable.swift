@@ -36,6 +36,11 @@ public struct SendResult: Sendable, Hashable {
     public let msgID: String
     /// Attached instances of the recipient the message reached.
     public let online: Int
+
+    public init(msgID: String, online: Int) {
+        self.msgID = msgID
+        self.online = online
+    }
 }
 
 /// Counts for the admin API's stats.
@@ -54,6 +59,11 @@ public struct SessionCounts: Sendable, Hashable {
 public struct InstanceStatus: Sendable, Hashable {
     public let platform: Platform
     public let attached: Bool
+
+    public init(platform: Platform, attached: Bool) {
+        self.platform = platform
+        self.attached = attached
+    }
 }
 
 /// Every session of one process, split into shards by user, each behind its own lock.
@@ -405,6 +415,12 @@ public final class SessionTable: Sendable {
         -> (msgID: String, data: [UInt8], now: Int64) {
         let now = clock.nowMillis()
         let msgID = "\(messagePrefix)-\(messageCounter.wrappingAdd(1, ordering: .relaxed).newValue)"
+        return (msgID, Self.messageData(from: sender, to: recipient, msgID: msgID, payload: payload, time: now), now)
+    }
+
+    /// A `message` event's data: `{"from","to","msgID","payload","time"}`.
+    public static func messageData(from sender: String, to recipient: String, msgID: String, payload: JSONValue,
+                                   time: Int64) -> [UInt8] {
         var w = JSONWriter(reservingCapacity: 128)
         w.writeRaw("{\"from\":")
         w.writeString(sender)
@@ -415,9 +431,9 @@ public final class SessionTable: Sendable {
         w.writeRaw(",\"payload\":")
         w.write(payload)
         w.writeRaw(",\"time\":")
-        w.writeInt(now)
+        w.writeInt(time)
         w.writeRaw("}")
-        return (msgID, w.bytes, now)
+        return w.bytes
     }
 
     /// Under the shard lock: drops the user's detached sessions whose window passed (silently) or
@@ -449,7 +465,8 @@ public final class SessionTable: Sendable {
         }
     }
 
-    private static func kickData(reason: String, byPlatform: Platform?) -> [UInt8] {
+    /// A `kickedOffline` event's data: `{"reason"[,"byPlatform"]}`.
+    public static func kickData(reason: String, byPlatform: Platform?) -> [UInt8] {
         var w = JSONWriter(reservingCapacity: 64)
         w.writeRaw("{\"reason\":")
         w.writeString(reason)

@@ -35,7 +35,7 @@ struct AdminResponse: Sendable {
 /// or a field of the wrong type: 70402. An `sdkappid` not configured: 70020. A missing or empty
 /// `usersig`: 70002; otherwise the UserSig's own §4 code (70003, 70014, 70013, 70009, 70001).
 /// `kick` of a user who never logged in: 70107.
-struct AdminAPI {
+struct AdminAPI: Sendable {
     let gateway: Gateway
 
     /// Requests bodies larger than this are answered 413.
@@ -143,8 +143,7 @@ struct AdminAPI {
         guard isValidUserID(userID) else {
             throw RequestError(.adminInvalidParameter, "UserID is not a valid userID")
         }
-        let second = Self.floorDiv(gateway.clock.nowMillis(), 1000)
-        guard let count = gateway.table.adminKick(app: app.sdkAppID, userID: userID, revokeThrough: second) else {
+        guard let count = try gateway.directory.adminKick(app: app.sdkAppID, userID: userID) else {
             throw RequestError(.noSuchUser, "UserID \(userID) has never logged in")
         }
         gateway.adminKicked(app: app.sdkAppID, userID: userID, instances: count)
@@ -164,8 +163,9 @@ struct AdminAPI {
         }
         var results: [JSONValue] = []
         results.reserveCapacity(accounts.count)
-        for account in accounts {
-            let instances = gateway.table.instances(app: app.sdkAppID, userID: account) ?? []
+        let found = try gateway.directory.instances(app: app.sdkAppID, userIDs: accounts)
+        for (account, instances) in zip(accounts, found) {
+            let instances = instances ?? []
             var fields: [(String, JSONValue)] = [
                 ("To_Account", .string(account)),
                 ("Status", .string(instances.contains(where: \.attached) ? "Online" : "Offline")),
@@ -198,8 +198,8 @@ struct AdminAPI {
         }
         var results: [JSONValue] = []
         results.reserveCapacity(accounts.count)
-        for account in accounts {
-            let sent = gateway.table.push(app: app.sdkAppID, from: app.adminUser, to: account, payload: payload)
+        let sends = try gateway.directory.push(app: app.sdkAppID, from: app.adminUser, to: accounts, payload: payload)
+        for (account, sent) in zip(accounts, sends) {
             gateway.messageSent()
             results.append(.object(JSONObject([
                 ("To_Account", .string(account)),
@@ -211,7 +211,7 @@ struct AdminAPI {
     }
 
     private func stats(_ app: AppConfiguration, _ body: JSONObject) throws(RequestError) -> [(String, JSONValue)] {
-        let counts = gateway.table.counts(app: app.sdkAppID)
+        let counts = try gateway.directory.counts(app: app.sdkAppID)
         return [
             ("Node", .string(gateway.nodeID)),
             ("Connections", .number(JSONNumber(gateway.connections))),
@@ -280,10 +280,6 @@ struct AdminAPI {
 
     private static func methodNotAllowed(_ allow: String) -> AdminResponse {
         .text(.methodNotAllowed, "method not allowed\n", headers: [("Allow", allow)])
-    }
-
-    private static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
-        a >= 0 ? a / b : -((-a + b - 1) / b)
     }
 
     /// Path and query parameters (percent-decoded; the first of a repeated name wins).

@@ -243,19 +243,37 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             answer(id, error)
             return
         }
+        guard let context else { return }
         if let previous {
-            gateway.table.logout(sessionID: previous.sessionID, connectionID: connectionID)
+            // The store runs this before the login below (one connection, in order).
+            gateway.directory.logout(previous, connectionID: connectionID, executor: LoopExecutor(context.eventLoop)) {}
             gateway.loggedOut(previous)
             machine.previousSessionEnded()
             expiryDeadline = .distantFuture
         }
-        switch gateway.table.login(app: app, userID: request.userID, platform: request.platform, ticket: ticket,
-                                   connection: ConnectionRef(id: connectionID, sink: sink)) {
+        let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+        gateway.directory.login(app: app, userID: request.userID, platform: request.platform, ticket: ticket,
+                                connection: ConnectionRef(id: connectionID, sink: sink),
+                                executor: LoopExecutor(context.eventLoop)) { result in
+            me.value.loginAnswered(result, id: id, started: started)
+        }
+    }
+
+    /// The directory's answer to a login: at once on one node, after a round trip in a cluster.
+    private func loginAnswered(_ result: LoginResult, id: RequestID?, started: NIODeadline) {
+        guard case .logining = machine.state, !closing else {
+            // The connection went away meanwhile: what the store registered must not stay attached.
+            if case .success(let session, _) = result {
+                _ = gateway.directory.detach(session, connectionID: connectionID)
+            }
+            return
+        }
+        switch result {
         case .failure(let code, let desc):
             machine.loginFailed()
             if machine.session == nil { armLoginTimeout() }
             gateway.loginFinished(code: code, started: started)
-            limits?.recordFailedLogin(addressKey)
+            if code != .serverBusy { limits?.recordFailedLogin(addressKey) }  // an outage is not the client's failure
             answer(id, RequestError(code, desc))
         case .success(let session, let kicked):
             machine.loginSucceeded(session)
@@ -311,9 +329,24 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
     }
 
     private func completeResume(_ request: ResumeRequest, id: RequestID?) {
-        guard case .logining = machine.state, let sink else { return }
-        switch gateway.table.resume(sessionID: request.sessionID, resumeToken: request.resumeToken,
-                                    lastSeq: request.lastSeq, connection: ConnectionRef(id: connectionID, sink: sink)) {
+        guard case .logining = machine.state, let sink, let context else { return }
+        let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let lastSeq = request.lastSeq
+        gateway.directory.resume(sessionID: request.sessionID, resumeToken: request.resumeToken, lastSeq: lastSeq,
+                                 connection: ConnectionRef(id: connectionID, sink: sink),
+                                 executor: LoopExecutor(context.eventLoop)) { result in
+            me.value.resumeAnswered(result, lastSeq: lastSeq, id: id)
+        }
+    }
+
+    private func resumeAnswered(_ result: ResumeResult, lastSeq: UInt64, id: RequestID?) {
+        guard case .logining = machine.state, !closing else {
+            if case .success(let session, _) = result {
+                _ = gateway.directory.detach(session, connectionID: connectionID)
+            }
+            return
+        }
+        switch result {
         case .failure(let code, let desc):
             machine.loginFailed()
             gateway.resumeFinished(success: false)
@@ -321,9 +354,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         case .success(let session, let replay):
             machine.loginSucceeded(session)
             loginDeadline = .distantFuture
-            writtenSeq = request.lastSeq
-            provenSeq = request.lastSeq
-            releasedSeq = request.lastSeq
+            writtenSeq = lastSeq
+            provenSeq = lastSeq
+            releasedSeq = lastSeq
             armExpiry(session.userSigExpireAt)
             gateway.resumeFinished(success: true)
             answer(id, data: .object(JSONObject([
@@ -346,10 +379,14 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             answer(frame.id, RequestError(.notLoggedIn, "not logged in"))
             return
         }
-        gateway.table.logout(sessionID: session.sessionID, connectionID: connectionID)
         gateway.loggedOut(session)
         sessionEnded()
-        answer(frame.id, data: nil)
+        guard let context else { return }
+        let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let id = frame.id
+        gateway.directory.logout(session, connectionID: connectionID, executor: LoopExecutor(context.eventLoop)) {
+            me.value.answer(id, data: nil)
+        }
     }
 
     private func renewSig(_ frame: InboundFrame) {
@@ -357,37 +394,77 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             answer(frame.id, RequestError(.notLoggedIn, "not logged in"))
             return
         }
+        let ticket: UserSigTicket
         do throws(RequestError) {
             let request = try RenewSigRequest(frame)
-            let (_, ticket) = try gateway.authenticator.verify(sdkAppID: session.sdkAppID, userID: session.userID,
-                                                                userSig: request.userSig)
-            let code = gateway.table.renewUserSig(sessionID: session.sessionID, connectionID: connectionID, ticket: ticket)
-            guard code == .ok else {
-                throw RequestError(code, code == .userSigRevoked ? "UserSig was revoked by an admin kick" : "not logged in")
-            }
-            machine.renewed(userSigExpireAt: ticket.expiresAt)
-            armExpiry(ticket.expiresAt)
-            answer(frame.id, data: .object(JSONObject([("userSigExpireAt", .number(JSONNumber(ticket.expiresAt)))])))
+            (_, ticket) = try gateway.authenticator.verify(sdkAppID: session.sdkAppID, userID: session.userID,
+                                                            userSig: request.userSig)
         } catch {
             answer(frame.id, error)
+            return
+        }
+        guard let context else { return }
+        let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let id = frame.id
+        gateway.directory.renewUserSig(session, connectionID: connectionID, ticket: ticket,
+                                       executor: LoopExecutor(context.eventLoop)) { code in
+            me.value.renewAnswered(code, session: session, ticket: ticket, id: id)
         }
     }
+
+    private func renewAnswered(_ code: ErrorCode, session: SessionInfo, ticket: UserSigTicket, id: RequestID?) {
+        guard code == .ok else {
+            let desc = switch code {
+            case .userSigRevoked: "UserSig was revoked by an admin kick"
+            case .serverBusy: Self.storeUnreachable
+            default: "not logged in"
+            }
+            answer(id, RequestError(code, desc))
+            return
+        }
+        // The session may have ended while the store answered (kicked, expired, logged out).
+        guard machine.session?.sessionID == session.sessionID else {
+            answer(id, RequestError(.notLoggedIn, "not logged in"))
+            return
+        }
+        machine.renewed(userSigExpireAt: ticket.expiresAt)
+        armExpiry(ticket.expiresAt)
+        answer(id, data: .object(JSONObject([("userSigExpireAt", .number(JSONNumber(ticket.expiresAt)))])))
+    }
+
+    static let storeUnreachable = "the cluster store is unreachable; retry later"
 
     private func send(_ frame: InboundFrame) {
         guard case .logined(let session) = machine.state else {
             answer(frame.id, RequestError(.notLoggedIn, "not logged in"))
             return
         }
+        let request: SendRequest
         do throws(RequestError) {
-            let request = try SendRequest(frame)
-            let result = gateway.table.send(from: session, to: request.to, payload: request.payload)
-            gateway.messageSent()
-            answer(frame.id, data: .object(JSONObject([
-                ("msgID", .string(result.msgID)),
-                ("online", .number(JSONNumber(result.online))),
-            ])))
+            request = try SendRequest(frame)
         } catch {
             answer(frame.id, error)
+            return
+        }
+        guard let context else { return }
+        let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let id = frame.id
+        gateway.directory.send(from: session, to: request.to, payload: request.payload,
+                               executor: LoopExecutor(context.eventLoop)) { result in
+            me.value.sendAnswered(result, id: id)
+        }
+    }
+
+    private func sendAnswered(_ result: Result<SendResult, RequestError>, id: RequestID?) {
+        switch result {
+        case .success(let sent):
+            gateway.messageSent()
+            answer(id, data: .object(JSONObject([
+                ("msgID", .string(sent.msgID)),
+                ("online", .number(JSONNumber(sent.online))),
+            ])))
+        case .failure(let error):
+            answer(id, error)
         }
     }
 
@@ -467,11 +544,12 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         }
         if now >= expiryDeadline {
             expiryDeadline = .distantFuture
-            if case .logined(let session) = machine.state,
-               let event = gateway.table.expireUserSig(sessionID: session.sessionID, connectionID: connectionID) {
-                write(event.frame)
-                gateway.userSigExpired(session)
-                sessionEnded()
+            if case .logined(let session) = machine.state {
+                let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+                gateway.directory.expireUserSig(session, connectionID: connectionID, writtenSeq: writtenSeq,
+                                                executor: LoopExecutor(context.eventLoop)) { event in
+                    me.value.expiryAnswered(event, session: session)
+                }
             }
         }
         if now >= nextPing {
@@ -482,6 +560,13 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             nextPing = now + heartbeat
         }
         rearmTimer()
+    }
+
+    private func expiryAnswered(_ event: SessionEvent?, session: SessionInfo) {
+        guard let event, !closing, machine.session?.sessionID == session.sessionID else { return }
+        write(event.frame)
+        gateway.userSigExpired(session)
+        sessionEnded()
     }
 
     private func armLoginTimeout() {
@@ -512,7 +597,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         guard seq > provenSeq, seq <= writtenSeq, case .logined(let session) = machine.state else { return }
         if provenSeq > releasedSeq {
             releasedSeq = provenSeq
-            gateway.table.acknowledge(sessionID: session.sessionID, connectionID: connectionID, through: provenSeq)
+            gateway.directory.acknowledge(session, connectionID: connectionID, through: provenSeq)
         }
         provenSeq = seq
     }
@@ -580,8 +665,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         if let context { registry?.remove(id: connectionID, on: context.eventLoop) }
         guard let session = machine.session else { return }
         machine.close()
-        if let reapAt = gateway.table.detach(sessionID: session.sessionID, connectionID: connectionID) {
-            gateway.scheduleReap(sessionID: session.sessionID, atMillis: reapAt)
+        if gateway.directory.detach(session, connectionID: connectionID) {
             gateway.disconnected(session, timedOut: timedOut)
         }
     }
@@ -616,6 +700,15 @@ final class ConnectionSink: SessionSink, @unchecked Sendable {
         eventLoop.assertInEventLoop()
         handler = nil
     }
+}
+
+/// A connection's event loop as the session directory sees it.
+struct LoopExecutor: DirectoryExecutor {
+    let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func execute(_ work: @escaping @Sendable () -> Void) { loop.execute(work) }
 }
 
 /// Ends a connection whose client did not close its side in time.

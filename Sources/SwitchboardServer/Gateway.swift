@@ -2,6 +2,7 @@ public import Logging
 public import NIOCore
 import NIOPosix
 public import SwitchboardCore
+public import SwitchboardCluster
 import SwitchboardProtocol
 import Synchronization
 
@@ -15,7 +16,12 @@ import Darwin
 public final class Gateway: Sendable {
     public let configuration: ServerConfiguration
     public let apps: AppRegistry
+    /// The in-process session table (one node; unused in a cluster).
     public let table: SessionTable
+    /// Where sessions live: `table` on one node, the Redis store in a cluster.
+    public let directory: any SessionDirectory
+    /// The cluster store's client, directory and liveness; nil on one node.
+    public let cluster: ClusterDirectory?
     public let authenticator: Authenticator
     public let clock: any WallClock
     public let logger: Logger
@@ -45,6 +51,20 @@ public final class Gateway: Sendable {
                                  shardCount: 64),
             clock: clock)
         self.authenticator = Authenticator(apps: apps, clock: clock)
+        if let redis = configuration.redis {
+            let cluster = ClusterDirectory(
+                configuration: .init(redis: redis, nodeTTLSeconds: configuration.nodeTTLSeconds,
+                                     resumeWindowSeconds: configuration.resumeWindowSeconds,
+                                     resumeBuffer: configuration.resumeBuffer),
+                group: group, clock: clock, logger: logger)
+            self.cluster = cluster
+            self.directory = cluster
+        } else {
+            self.cluster = nil
+            let table = self.table
+            let reaper = Reaper(table: table, group: group, clock: clock)
+            self.directory = LocalDirectory(table: table) { sessionID, at in reaper.schedule(sessionID: sessionID, atMillis: at) }
+        }
         self.metrics = GatewayMetrics()
         self.webhook = StateWebhook(configuration: .init(queueCapacity: configuration.webhookQueueSize,
                                                          timeoutSeconds: configuration.webhookTimeoutSeconds,
@@ -158,8 +178,15 @@ public final class Gateway: Sendable {
         metrics.messageSent()
     }
 
-    /// Frees a detached session when its resume window ends (if it has not come back).
-    func scheduleReap(sessionID: String, atMillis: Int64) {
+}
+
+/// Frees detached sessions of the in-process table when their resume window ends.
+private struct Reaper: Sendable {
+    let table: SessionTable
+    let group: any EventLoopGroup
+    let clock: any WallClock
+
+    func schedule(sessionID: String, atMillis: Int64) {
         let delay = max(0, atMillis - clock.nowMillis()) + 1
         // A callback, not a task: no promise per detached session, and a loop that is shutting
         // down simply refuses it (the process is ending; nothing is left to free).

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Prometheus
+import SwitchboardCluster
 import SwitchboardCore
 import SwitchboardProtocol
 import Synchronization
@@ -132,7 +133,8 @@ final class GatewayMetrics: Sendable {
         connections.record(gateway.connections)
         webhookQueued.record(gateway.webhook.queued)
         for app in gateway.apps.all {
-            let counts = gateway.table.counts(app: app.sdkAppID)
+            // A cluster node reports the sessions attached to it (no store round trip per scrape).
+            let counts = gateway.cluster?.localCounts(app: app.sdkAppID) ?? gateway.table.counts(app: app.sdkAppID)
             let gauges = appGauges.withLock { gauges in
                 if let existing = gauges[app.sdkAppID] { return existing }
                 let made = AppGauges(app: app.sdkAppID, factory: factory)

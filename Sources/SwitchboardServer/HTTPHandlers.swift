@@ -1,3 +1,4 @@
+import Dispatch
 import NIOCore
 import NIOHTTP1
 import SwitchboardCore
@@ -89,10 +90,14 @@ final class AdminHTTPHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
+    /// Requests read and not answered yet, oldest first.
+    private var waiting: [(HTTPRequestHead, AdminRequest)] = []
+    private let offLoop: Bool
 
     init(gateway: Gateway, isReady: @escaping @Sendable () -> Bool) {
         self.api = AdminAPI(gateway: gateway)
         self.isReady = isReady
+        self.offLoop = gateway.cluster != nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -120,8 +125,35 @@ final class AdminHTTPHandler: ChannelInboundHandler {
             }
             let request = AdminRequest(method: head.method, uri: head.uri, body: body)
             body = []
-            respond(context: context, head: head, close: !head.isKeepAlive,
-                    api.respond(to: request, ready: isReady()))
+            waiting.append((head, request))
+            if waiting.count == 1 { answerNext(context: context) }
+        }
+    }
+
+    /// Answers queued requests in order. On one node the API answers at once; in a cluster its
+    /// calls wait for the store, so they run on Dispatch, off the event loop, one at a time per
+    /// connection (keep-alive replies stay in request order).
+    private func answerNext(context: ChannelHandlerContext) {
+        while let (head, request) = waiting.first {
+            guard offLoop else {
+                waiting.removeFirst()
+                respond(context: context, head: head, close: !head.isKeepAlive, api.respond(to: request, ready: isReady()))
+                continue
+            }
+            let api = self.api
+            let ready = isReady()
+            let loop = context.eventLoop
+            let bound = NIOLoopBound((self, context), eventLoop: loop)
+            DispatchQueue.global().async {
+                let response = api.respond(to: request, ready: ready)
+                loop.execute {
+                    let (handler, context) = bound.value
+                    handler.waiting.removeFirst()
+                    handler.respond(context: context, head: head, close: !head.isKeepAlive, response)
+                    handler.answerNext(context: context)
+                }
+            }
+            return
         }
     }
 

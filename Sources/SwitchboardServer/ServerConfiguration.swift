@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import SwitchboardCluster
 public import SwitchboardCore
 import SwitchboardProtocol
 import Yams
@@ -194,12 +195,7 @@ public enum ConfigurationLoader {
         if let v = document["drainTimeout"] { config.drainTimeoutSeconds = try seconds(v, key: "drainTimeout") }
         if let v = document["redis"] {
             let url = try string(v, key: "redis")
-            if !url.isEmpty {
-                guard url.hasPrefix("redis://") else {
-                    throw ConfigurationError(key: "redis", reason: "must be a redis:// URL")
-                }
-                config.redis = url
-            }
+            config.redis = url.isEmpty ? nil : try redisURL(url, key: "redis")
         }
         if let v = document["nodeID"] {
             let id = try string(v, key: "nodeID")
@@ -208,7 +204,12 @@ public enum ConfigurationLoader {
             }
             config.nodeID = id
         }
-        if let v = document["nodeTTL"] { config.nodeTTLSeconds = try seconds(v, key: "nodeTTL") }
+        if let v = document["nodeTTL"] {
+            config.nodeTTLSeconds = try seconds(v, key: "nodeTTL")
+            guard config.nodeTTLSeconds >= 0.3 else {
+                throw ConfigurationError(key: "nodeTTL", reason: "must be at least 0.3 seconds")
+            }
+        }
         if let v = document["tlsCertificate"] { config.tlsCertificate = try string(v, key: "tlsCertificate") }
         if let v = document["tlsKey"] { config.tlsKey = try string(v, key: "tlsKey") }
         if (config.tlsCertificate == nil) != (config.tlsKey == nil) {
@@ -317,6 +318,17 @@ public enum ConfigurationLoader {
                                          policy: policy, stateCallbackURL: callback))
         }
         return apps
+    }
+
+    /// A `redis://[user:password@]host[:port][/db]` URL, checked now so a node never starts on one
+    /// it cannot use.
+    public static func redisURL(_ text: String, key: String) throws(ConfigurationError) -> String {
+        do {
+            _ = try RedisURL(text)
+        } catch {
+            throw ConfigurationError(key: key, reason: "must be a redis://[user:password@]host[:port][/db] URL (\(error))")
+        }
+        return text
     }
 
     static func string(_ value: Any, key: String) throws(ConfigurationError) -> String {

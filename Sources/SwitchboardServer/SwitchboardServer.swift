@@ -2,6 +2,7 @@ public import Logging
 public import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SwitchboardCluster
 import NIOSSL
 import NIOWebSocket
 public import SwitchboardCore
@@ -39,6 +40,7 @@ public final class SwitchboardServer: Sendable {
         let admin = try await bindAdmin()
         channels.withLock { $0 = [webSocket, admin] }
         if let port = webSocket.localAddress?.port { gateway.webSocketListening(port: port) }
+        gateway.cluster?.start(nodeID: gateway.nodeID)
         gateway.logger.info("listening", metadata: [
             "listen": "\(webSocket.localAddress.map(String.init(describing:)) ?? "?")",
             "admin": "\(admin.localAddress.map(String.init(describing:)) ?? "?")",
@@ -81,6 +83,8 @@ public final class SwitchboardServer: Sendable {
         for channel in listeners {
             try? await channel.close()
         }
+        // Sessions still held here detach in the store before its connections close.
+        await gateway.cluster?.shutdown()
         gateway.close()
         if ownsGroup {
             try await group.shutdownGracefully()
@@ -190,7 +194,7 @@ public final class SwitchboardServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        AdminHTTPHandler(gateway: gateway, isReady: { !self.isDraining }))
+                        AdminHTTPHandler(gateway: gateway, isReady: { !self.isDraining && gateway.directory.isAvailable }))
                 }
             }
             .bind(host: configuration.admin.host, port: configuration.admin.port)

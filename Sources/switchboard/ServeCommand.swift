@@ -17,6 +17,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "Cluster mode: a redis:// URL (overrides the configuration's redis key).")
+    var redis: String?
+
     @Flag(name: .long, help: "Also echo WebSocket messages on /echo, for conformance suites (Autobahn).")
     var conformanceEcho = false
 
@@ -36,10 +39,13 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         if conformanceEcho { configuration.conformanceEcho = true }
-        if configuration.redis != nil {
-            FileHandle.standardError.write(Data(
-                "switchboard: configuration error: redis: cluster mode is not available in this build yet; remove the key to run one node\n".utf8))
-            throw ExitCode(2)
+        if let redis {
+            do {
+                configuration.redis = try ConfigurationLoader.redisURL(redis, key: "--redis")
+            } catch {
+                FileHandle.standardError.write(Data("switchboard: \(error.description)\n".utf8))
+                throw ExitCode(2)
+            }
         }
         // Signals are trapped before the ready line: a SIGTERM right after it must stop us cleanly.
         let (signals, continuation) = AsyncStream<Int32>.makeStream()

@@ -110,7 +110,7 @@ struct Echo: AsyncParsableCommand {
     /// Bare upgrades flat out, `concurrency` at a time; the channels still open, and how long it took.
     private func openBare(recorder: Recorder, group: MultiThreadedEventLoopGroup) async throws
         -> (channels: [any Channel], seconds: Double) {
-        try await dialAll(host: host, port: port, path: path, count: connections, concurrency: concurrency,
+        try await dialAll(host: host, ports: [port], path: path, count: connections, concurrency: concurrency,
                           sourceAddresses: sourceAddresses, timeout: timeout,
                           logins: Array(repeating: nil, count: connections), recorder: recorder, group: group)
     }

@@ -18,6 +18,8 @@ struct Kick: AsyncParsableCommand {
     @Option(help: "Pairs in flight at once (1: latency without queueing).") var inFlight = 1
     @Option(help: "Platform of both logins (one whose instance limit is 1 under the app's policy).")
     var kickPlatform = "Android"
+    @Option(help: "Port of the second login (another node of a cluster: cross-node kicks); default --port.")
+    var kickerPort: Int?
     @Option(help: "The gateway's pid (accepted for loadtest/run.sh; unused).") var gatewayPid: Int32?
 
     func validate() throws {
@@ -68,13 +70,15 @@ struct Kick: AsyncParsableCommand {
         result["pairs"] = pairs
         result["in_flight"] = inFlight
         result["platform"] = kickPlatform
+        result["kicker_port"] = kickerPort ?? target.port
         result["seconds"] = seconds
         result["close_4002"] = s.close4002
         result["login_sent_to_kicked"] = summary(fromRequest, label: "login(B) sent → kickedOffline(A)")
         result["login_sent_to_reply"] = summary(replyLatency, label: "login(B) sent → reply(B)")
         result["kicked_before_reply"] = s.kickedFirst
         printTable([
-            ("scenario", "kick (\(pairs) pairs of \(kickPlatform) logins, \(inFlight) in flight)"),
+            ("scenario", "kick (\(pairs) pairs of \(kickPlatform) logins, \(inFlight) in flight"
+                + (kickerPort.map { ", B on port \($0)" } ?? "") + ")"),
             ("completed", "\(recorder.histogram.totalCount) of \(pairs) in \(String(format: "%.2f", seconds)) s"),
             ("reply(B) → kickedOffline(A) ms", latencyRow(recorder)),
             ("login(B) sent → kickedOffline(A) ms", latencyRow(fromRequest)),
@@ -102,7 +106,7 @@ struct Kick: AsyncParsableCommand {
             a = first
             let codeA = try await first.request(login).code
             guard codeA == 0 else { return recorder.error(code: codeA) }
-            let second = try await ScriptedConnection.open(host: target.host, port: target.port, loop: loop)
+            let second = try await ScriptedConnection.open(host: target.host, port: kickerPort ?? target.port, loop: loop)
             b = second
             let (requested, replied, codeB) = try await second.request(login)
             guard codeB == 0 else { return recorder.error(code: codeB) }

@@ -18,6 +18,8 @@ struct LoadTest: AsyncParsableCommand {
 struct TargetOptions: ParsableArguments {
     @Option(help: "Gateway WebSocket host.") var host = "127.0.0.1"
     @Option(help: "Gateway WebSocket port.") var port = 8080
+    @Option(help: "More gateway ports, comma-separated (a cluster's other nodes): connections go round robin over --port and these.")
+    var alsoPorts: String = ""
     @Option(help: "The app's sdkAppID.") var sdkappid: UInt64 = 1_400_000_000
     @Option(help: "The app's secret key (UserSigs are issued with it).") var key: String
     @Option(help: "Number of connections (bounded: at most 19000 per process).") var connections = 1000
@@ -33,7 +35,13 @@ struct TargetOptions: ParsableArguments {
     var workers = 1
     @Option(help: .hidden) var workerOutput: String?
 
+    /// `--port`, then `--also-ports`.
+    var ports: [Int] { [port] + alsoPorts.split(separator: ",").compactMap { Int($0) } }
+
     func validate() throws {
+        guard alsoPorts.split(separator: ",").allSatisfy({ Int($0).map { (1...65535).contains($0) } ?? false }) else {
+            throw ValidationError("--also-ports must be comma-separated ports")
+        }
         guard (1...16).contains(workers) else { throw ValidationError("--workers must be 1 to 16") }
         guard (1...(19_000 * workers)).contains(connections) else {
             throw ValidationError("--connections must be 1 to 19000 per worker (one process holds at most about 19,000 sockets)")
@@ -54,7 +62,7 @@ func openConnections(_ options: TargetOptions, recorder: Recorder, group: MultiT
         let sig = TLSSigAPIv2.issue(sdkAppID: options.sdkappid, key: key, identifier: user, expire: 86_400, time: now)
         return Array(#"{"op":"login","id":1,"sdkAppID":\#(options.sdkappid),"userID":"\#(user)","userSig":"\#(sig)","platform":"\#(options.platform)"}"#.utf8)
     }
-    return try await dialAll(host: options.host, port: options.port, path: "/ws", count: options.connections,
+    return try await dialAll(host: options.host, ports: options.ports, path: "/ws", count: options.connections,
                              concurrency: options.concurrency, sourceAddresses: options.sourceAddresses,
                              timeout: options.timeout, logins: logins, recorder: recorder, group: group,
                              progress: progress)
@@ -63,7 +71,7 @@ func openConnections(_ options: TargetOptions, recorder: Recorder, group: MultiT
 /// Opens `count` WebSocket connections, `concurrency` at a time, spread over the source
 /// addresses; each sends `logins[i]` (nil: a bare upgrade) and waits for its answer. Returns the
 /// channels still open and how long it took.
-func dialAll(host: String, port: Int, path: String, count: Int, concurrency: Int, sourceAddresses: String,
+func dialAll(host: String, ports: [Int], path: String, count: Int, concurrency: Int, sourceAddresses: String,
              timeout: Double, logins: [[UInt8]?], recorder: Recorder, group: MultiThreadedEventLoopGroup,
              progress: Bool = true) async throws -> (channels: [any Channel], seconds: Double) {
     let sources = try sourceAddresses.split(separator: ",").map {
@@ -91,7 +99,7 @@ func dialAll(host: String, port: Int, path: String, count: Int, concurrency: Int
                     let login = logins[i]
                     do {
                         let channel = try await WebSocketConnector.connect(
-                            host: host, port: port, path: path, group: loop,
+                            host: host, port: ports[i % ports.count], path: path, group: loop,
                             localAddress: sources.isEmpty ? nil : sources[i % sources.count]
                         ) { _ in
                             [LoadConnectionHandler(recorder: recorder, login: login, started: started, done: done)]

@@ -46,6 +46,7 @@ struct WorkerPool {
                              "--user-prefix", "\(target.userPrefix)w\(k)-", "--timeout", String(target.timeout),
                              "--worker-output", output]
             if target.noLogin { arguments.append("--no-login") }
+            if !target.alsoPorts.isEmpty { arguments += ["--also-ports", target.alsoPorts] }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments + extra

@@ -1,0 +1,86 @@
+/// A Lua script, run by `RedisClient.eval` with EVALSHA (falling back to EVAL on NOSCRIPT).
+public struct RedisScript: Sendable, Hashable {
+    public let source: String
+    /// Lowercase hex SHA-1 of `source`, as Redis names cached scripts.
+    public let sha1: String
+
+    public init(_ source: String) {
+        self.source = source
+        self.sha1 = RedisSHA1.hex(Array(source.utf8))
+    }
+}
+
+/// SHA-1 (FIPS 180-4), only to name scripts the way Redis does; not for security.
+enum RedisSHA1 {
+    static func hex(_ message: [UInt8]) -> String {
+        digest(message).map { byte in
+            let text = String(byte, radix: 16)
+            return byte < 16 ? "0" + text : text
+        }.joined()
+    }
+
+    static func digest(_ message: [UInt8]) -> [UInt8] {
+        var h: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0)
+        var padded = message
+        padded.append(0x80)
+        while padded.count % 64 != 56 {
+            padded.append(0)
+        }
+        let bitLength = UInt64(message.count) &* 8
+        for shift in stride(from: 56, through: 0, by: -8) {
+            padded.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift)))
+        }
+
+        var w = [UInt32](repeating: 0, count: 80)
+        for chunk in stride(from: 0, to: padded.count, by: 64) {
+            for i in 0..<16 {
+                let j = chunk + i * 4
+                w[i] = UInt32(padded[j]) << 24 | UInt32(padded[j + 1]) << 16 | UInt32(padded[j + 2]) << 8 | UInt32(padded[j + 3])
+            }
+            for i in 16..<80 {
+                w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotatedLeft(1)
+            }
+            var (a, b, c, d, e) = h
+            for i in 0..<80 {
+                let f: UInt32
+                let k: UInt32
+                switch i {
+                case 0..<20:
+                    f = (b & c) | (~b & d)
+                    k = 0x5A82_7999
+                case 20..<40:
+                    f = b ^ c ^ d
+                    k = 0x6ED9_EBA1
+                case 40..<60:
+                    f = (b & c) | (b & d) | (c & d)
+                    k = 0x8F1B_BCDC
+                default:
+                    f = b ^ c ^ d
+                    k = 0xCA62_C1D6
+                }
+                let temp = a.rotatedLeft(5) &+ f &+ e &+ k &+ w[i]
+                e = d
+                d = c
+                c = b.rotatedLeft(30)
+                b = a
+                a = temp
+            }
+            h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(20)
+        for word in [h.0, h.1, h.2, h.3, h.4] {
+            out.append(UInt8(truncatingIfNeeded: word >> 24))
+            out.append(UInt8(truncatingIfNeeded: word >> 16))
+            out.append(UInt8(truncatingIfNeeded: word >> 8))
+            out.append(UInt8(truncatingIfNeeded: word))
+        }
+        return out
+    }
+}
+
+private extension UInt32 {
+    func rotatedLeft(_ count: UInt32) -> UInt32 {
+        (self << count) | (self >> (32 - count))
+    }
+}
