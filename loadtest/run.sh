@@ -9,24 +9,61 @@
 # The gateway keeps its default maxRequestsPerSecond (50 per connection): fanout and churn refuse
 # a rate that would pass 45 requests/s on one connection (spread over more senders or clients).
 # kick logs both instances in on Android, whose instance limit under policy multi is 1.
+# --nodes 3 (anywhere in the arguments): three nodes sharing a redis-server instead of one node;
+# connect and hold spread their connections over the nodes, kick logs B in on node 2 (a
+# cross-node kick), the other scenarios drive node 1 (their deliveries still go through Redis).
+# After the scenario it prints each process's resident memory and CPU time (from /proc).
 # Extra arguments go to switchboard-loadtest. Builds into .build-release (kept between runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: loadtest/run.sh connect|hold|resume|kick|fanout|churn [loadtest options]}
+scenario=${1:?usage: loadtest/run.sh connect|hold|resume|kick|fanout|churn [--nodes 1|3] [loadtest options]}
 shift
+nodes=1
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --nodes) nodes=${2:?--nodes needs 1 or 3}; shift 2 ;;
+    --nodes=*) nodes=${1#--nodes=}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+case $nodes in 1|3) ;; *) echo "--nodes must be 1 or 3" >&2; exit 2 ;; esac
 
 swift build -c release --scratch-path .build-release --product switchboard >/dev/null
 swift build -c release --scratch-path .build-release --product switchboard-loadtest >/dev/null
 bin=.build-release/release
 
-port=${SWITCHBOARD_BENCH_PORT:-18080}
-admin=$((port + 1))
+base=${SWITCHBOARD_BENCH_PORT:-18080}
 key=5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e
-config=$(mktemp --suffix=.yaml)
-log=$(mktemp)
-cat >"$config" <<YAML
+work=$(mktemp -d)
+pids=()
+names=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+redis_url=""
+if [ "$nodes" -gt 1 ]; then
+  command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 1; }
+  redis_port=$((base + 99))
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+  pids+=($!)
+  names+=(redis)
+  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis_url="redis://127.0.0.1:$redis_port/0"
+fi
+
+# Node n listens on base + 10(n-1) (WebSocket) and the port after it (admin).
+ports=()
+for n in $(seq "$nodes"); do
+  port=$((base + 10 * (n - 1)))
+  ports+=("$port")
+  cat >"$work/node$n.yaml" <<YAML
 listen: "127.0.0.1:$port"
-admin: "127.0.0.1:$admin"
+admin: "127.0.0.1:$((port + 1))"
 maxConnectionsPerAddress: 100000
 apps:
   - sdkAppID: 1400000000
@@ -34,16 +71,47 @@ apps:
     policy: multi
     maxInstances: {Web: 10}
 YAML
-
-"$bin/switchboard" serve --config "$config" --log-level warning >"$log" 2>&1 &
-gateway=$!
-trap 'kill $gateway 2>/dev/null; wait $gateway 2>/dev/null; rm -f "$config" "$log"' EXIT
-for _ in $(seq 100); do
-  grep -q "listening" "$log" && break
-  sleep 0.1
+  [ -n "$redis_url" ] && printf 'redis: "%s"\nnodeID: "node-%s"\n' "$redis_url" "$n" >>"$work/node$n.yaml"
+  "$bin/switchboard" serve --config "$work/node$n.yaml" --log-level warning >"$work/node$n.log" 2>&1 &
+  pids+=($!)
+  names+=("node-$n")
 done
-sleep 1  # let the idle process settle before its baseline is read
+for n in $(seq "$nodes"); do
+  admin=$((ports[n - 1] + 1))
+  for _ in $(seq 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz")" = 200 ] && break
+    sleep 0.1
+  done
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz")" = 200 ] || {
+    echo "node $n did not become ready" >&2; cat "$work/node$n.log" >&2; exit 1; }
+done
+sleep 1  # let the idle processes settle before their baselines are read
+
+usage() {  # pid -> "RSS_KiB CPU_seconds"
+  local rss ticks
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status")
+  ticks=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  echo "$rss $(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}')"
+}
+before=()
+for pid in "${pids[@]}"; do before+=("$(usage "$pid")"); done
 
 extra=()
-[ "$scenario" = fanout ] && extra=(--admin-port "$admin")  # for --pushes (admin API)
-"$bin/switchboard-loadtest" "$scenario" --port "$port" --key "$key" --gateway-pid "$gateway" "${extra[@]}" "$@"
+[ "$scenario" = fanout ] && extra=(--admin-port "$((base + 1))")  # for --pushes (admin API)
+if [ "$nodes" -eq 1 ]; then
+  extra+=(--gateway-pid "${pids[0]}")
+else
+  case $scenario in
+    connect|hold) extra+=(--also-ports "$(IFS=,; echo "${ports[*]:1}")") ;;
+    kick) extra+=(--kicker-port "${ports[1]}") ;;
+  esac
+fi
+"$bin/switchboard-loadtest" "$scenario" --port "$base" --key "$key" "${extra[@]}" "${args[@]}"
+
+echo
+printf '%-8s %14s %14s %12s\n' process "RSS before KiB" "RSS after KiB" "CPU s"
+for i in "${!pids[@]}"; do
+  read -r rss0 cpu0 <<<"${before[i]}"
+  read -r rss1 cpu1 <<<"$(usage "${pids[i]}")"
+  printf '%-8s %14s %14s %12s\n' "${names[i]}" "$rss0" "$rss1" "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {printf "%.2f", b - a}')"
+done
