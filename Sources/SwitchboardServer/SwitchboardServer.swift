@@ -65,7 +65,9 @@ public final class SwitchboardServer: Sendable {
         let open = await registry.count()
         gateway.logger.info("draining", metadata: ["connections": "\(open)", "window.ms": "\(window)"])
         await registry.forEach { handler, _ in
-            handler.drain(afterMillis: window == 0 ? 0 : Int64.random(in: 0...window))
+            // Never next to nothing: a client that moves at a random moment within `after` must
+            // have time to do so before the 1001 (at least a quarter of the window).
+            handler.drain(afterMillis: window == 0 ? 0 : Int64.random(in: (window / 4)...window))
         }
         while clock.now < deadline - .milliseconds(500), await registry.count() > 0 {
             try? await Task.sleep(for: .milliseconds(50))
