@@ -587,7 +587,9 @@ public final class ClusterDirectory: SessionDirectory {
             route.lastSeq = max(route.lastSeq, seq)
             let waiting = route.waiting
             route.waiting = []
-            state.routes[connectionID] = route
+            // A kick or a takeover that came meanwhile ends the route once it is handed over.
+            let ends = waiting.contains { if case .event = $0 { false } else { true } }
+            state.routes[connectionID] = ends ? nil : route
             for delivery in waiting {
                 route.connection.sink.deliver(delivery)
             }
@@ -773,14 +775,19 @@ public final class ClusterDirectory: SessionDirectory {
     }
 
     private func endResync(failed: Bool, epoch: String?, sessions: Int) {
-        let again = state.withLock { state -> Bool in
+        let (again, late) = state.withLock { state -> (Bool, [Settlement]) in
             state.resyncRunning = false
             if !failed { state.epoch = epoch }
             defer { state.resyncAgain = false }
-            return state.resyncAgain || (failed && state.clientUp && state.subscriberUp && !state.closed)
+            let again = state.resyncAgain || (failed && state.clientUp && state.subscriberUp && !state.closed)
+            guard !failed && !again else { return (again, []) }
+            // Decided while this resync ran (the store counted as away): settle them now.
+            available.store(true, ordering: .releasing)
+            defer { state.settlements = [] }
+            return (false, state.settlements)
         }
         if !failed && !again {
-            available.store(true, ordering: .releasing)
+            for settlement in late { settle(settlement) }
             logger.notice("cluster node registered", metadata: ["node": "\(nodeID)", "sessions": "\(sessions)"])
             // The peers to wait for should the store come back empty (refreshed by every liveness tick).
             let nodeID = self.nodeID
@@ -883,14 +890,18 @@ public final class ClusterDirectory: SessionDirectory {
 
     /// Ends or detaches a session in the store now, or once it is back.
     private func settle(_ settlement: Settlement) {
-        guard let client, isAvailable else {
-            state.withLock { state in
+        guard let client else { return }
+        // Checked under the lock `endResync` turns availability on under: nothing is queued
+        // after the queue was taken.
+        let nodeID = state.withLock { state -> String? in
+            guard isAvailable else {
                 if state.settlements.count >= Self.maxSettlements { state.settlements.removeFirst() }
                 state.settlements.append(settlement)
+                return nil
             }
-            return
+            return state.nodeID
         }
-        let nodeID = state.withLock { $0.nodeID }
+        guard let nodeID else { return }
         apply(settlement, client: client, nodeID: nodeID).whenFailure { _ in
             self.state.withLock { state in
                 if state.settlements.count >= Self.maxSettlements { state.settlements.removeFirst() }
