@@ -29,62 +29,24 @@ while [ $# -gt 0 ]; do
 done
 case $nodes in 1|3) ;; *) echo "--nodes must be 1 or 3" >&2; exit 2 ;; esac
 
-swift build -c release --scratch-path .build-release --product switchboard >/dev/null
-swift build -c release --scratch-path .build-release --product switchboard-loadtest >/dev/null
-bin=.build-release/release
-
+# shellcheck source=loadtest/lib.sh
+. loadtest/lib.sh
+bench_build
 base=${SWITCHBOARD_BENCH_PORT:-18080}
-key=5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e
-work=$(mktemp -d)
-pids=()
-names=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+key=$bench_key
 
 redis_url=""
 if [ "$nodes" -gt 1 ]; then
-  command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 1; }
-  redis_port=$((base + 99))
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
-  pids+=($!)
-  names+=(redis)
-  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  redis_url="redis://127.0.0.1:$redis_port/0"
+  bench_redis "$((base + 99))"
+  redis_url="redis://127.0.0.1:$((base + 99))/0"
 fi
-
 # Node n listens on base + 10(n-1) (WebSocket) and the port after it (admin).
 ports=()
 for n in $(seq "$nodes"); do
-  port=$((base + 10 * (n - 1)))
-  ports+=("$port")
-  cat >"$work/node$n.yaml" <<YAML
-listen: "127.0.0.1:$port"
-admin: "127.0.0.1:$((port + 1))"
-maxConnectionsPerAddress: 100000
-apps:
-  - sdkAppID: 1400000000
-    secretKey: "$key"
-    policy: multi
-    maxInstances: {Web: 10}
-YAML
-  [ -n "$redis_url" ] && printf 'redis: "%s"\nnodeID: "node-%s"\n' "$redis_url" "$n" >>"$work/node$n.yaml"
-  "$bin/switchboard" serve --config "$work/node$n.yaml" --log-level warning >"$work/node$n.log" 2>&1 &
-  pids+=($!)
-  names+=("node-$n")
+  ports+=("$((base + 10 * (n - 1)))")
+  bench_node "node-$n" "${ports[n - 1]}" "$redis_url"
 done
-for n in $(seq "$nodes"); do
-  admin=$((ports[n - 1] + 1))
-  for _ in $(seq 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz")" = 200 ] && break
-    sleep 0.1
-  done
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz")" = 200 ] || {
-    echo "node $n did not become ready" >&2; cat "$work/node$n.log" >&2; exit 1; }
-done
+for n in $(seq "$nodes"); do bench_wait_ready "node-$n" "${ports[n - 1]}"; done
 sleep 1  # let the idle processes settle before their baselines are read
 
 usage() {  # pid -> "RSS_KiB CPU_seconds"
@@ -94,12 +56,12 @@ usage() {  # pid -> "RSS_KiB CPU_seconds"
   echo "$rss $(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}')"
 }
 before=()
-for pid in "${pids[@]}"; do before+=("$(usage "$pid")"); done
+for pid in "${bench_pids[@]}"; do before+=("$(usage "$pid")"); done
 
 extra=()
 [ "$scenario" = fanout ] && extra=(--admin-port "$((base + 1))")  # for --pushes (admin API)
 if [ "$nodes" -eq 1 ]; then
-  extra+=(--gateway-pid "${pids[0]}")
+  extra+=(--gateway-pid "${bench_pids[0]}")
 else
   case $scenario in
     connect|hold) extra+=(--also-ports "$(IFS=,; echo "${ports[*]:1}")") ;;
@@ -110,8 +72,8 @@ fi
 
 echo
 printf '%-8s %14s %14s %12s\n' process "RSS before KiB" "RSS after KiB" "CPU s"
-for i in "${!pids[@]}"; do
+for i in "${!bench_pids[@]}"; do
   read -r rss0 cpu0 <<<"${before[i]}"
-  read -r rss1 cpu1 <<<"$(usage "${pids[i]}")"
-  printf '%-8s %14s %14s %12s\n' "${names[i]}" "$rss0" "$rss1" "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {printf "%.2f", b - a}')"
+  read -r rss1 cpu1 <<<"$(usage "${bench_pids[i]}")"
+  printf '%-8s %14s %14s %12s\n' "${bench_names[i]}" "$rss0" "$rss1" "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {printf "%.2f", b - a}')"
 done

@@ -1044,11 +1044,3 @@ private final class WeakBox: Sendable {
         set { reference.withLock { $0.value = newValue } }
     }
 }
-
-private func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8), y = Array(b.utf8)
-    guard x.count == y.count else { return false }
-    var diff: UInt8 = 0
-    for i in x.indices { diff |= x[i] ^ y[i] }
-    return diff == 0
-}

@@ -535,7 +535,8 @@ public final class SessionTable: Sendable {
     }
 }
 
-private func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+/// Compares secrets (resume tokens) in time that does not depend on where they differ.
+public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
     let x = Array(a.utf8), y = Array(b.utf8)
     guard x.count == y.count else { return false }
     var diff: UInt8 = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import time
 import types
@@ -21,6 +22,19 @@ from websockets.frames import Opcode
 
 # Seconds to wait for an answer the server should give at once.
 TIMEOUT = 3.0
+
+
+def aio(fn=None, *, seconds: float = 30):
+    """Runs an async test with plain asyncio.run, bounded so one hang cannot stall the suite.
+    `@aio`, or `@aio(seconds=60)` for a longer bound."""
+    if fn is None:
+        return functools.partial(aio, seconds=seconds)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), seconds))
+
+    return run
 
 PLATFORMS = ["Android", "iPhone", "iPad", "Windows", "Mac", "Linux", "Web"]
 

@@ -7,7 +7,6 @@ standard library (`urllib`), WebSocket clients from `websockets`, and a real HTT
 from __future__ import annotations
 
 import asyncio
-import functools
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import random
@@ -22,20 +21,12 @@ import urllib.request
 import pytest
 
 from conftest import APP, APP2, base_config
-from sbclient import connect, logged_in, usersig
+from sbclient import aio, connect, logged_in, usersig
 
 KICK = "/v4/im_open_login_svc/kick"
 QUERY = "/v4/openim/query_online_status"
 PUSH = "/v4/switchboard/push"
 STATS = "/v4/switchboard/stats"
-
-
-def aio(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 30))
-
-    return run
 
 
 # --- HTTP helpers --------------------------------------------------------------------------------

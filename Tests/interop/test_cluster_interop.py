@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import os
 import pathlib
 import random
@@ -23,6 +22,7 @@ import pytest
 
 from conftest import APP, base_config, free_port, launch
 from sbclient import (
+    aio,
     PLATFORMS,
     assert_error_reply,
     assert_ok_reply,
@@ -36,14 +36,6 @@ from test_admin_interop import KICK, PUSH, QUERY, STATS, call
 
 NODE_TTL = 1.5
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def aio(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 60))
-
-    return run
 
 
 # --- Redis and the nodes ---------------------------------------------------------------------------
@@ -166,7 +158,7 @@ def instances(node, user: str) -> list[dict]:
 
 # --- §5 policies across nodes ----------------------------------------------------------------------
 
-@aio
+@aio(seconds=60)
 async def test_cross_node_kick(cluster):
     """A login on one node kicks the instance another node holds: kickedOffline, then 4002."""
     n1, n2, _ = cluster.nodes
@@ -201,7 +193,7 @@ def allowed(policy: str, platforms: list[str]) -> bool:
 
 
 @pytest.mark.parametrize("policy", list(GROUPS))
-@aio
+@aio(seconds=60)
 async def test_simultaneous_logins_on_three_nodes_end_within_policy(start_cluster, policy):
     """3 nodes × 30 concurrent logins of one user: every login gets its own 0 reply, every
     instance ends either kicked once (kickedOffline, then 4002) or held, and what is held is
@@ -242,7 +234,7 @@ async def test_simultaneous_logins_on_three_nodes_end_within_policy(start_cluste
 
 # --- messages and pushes across nodes -----------------------------------------------------------------
 
-@aio
+@aio(seconds=60)
 async def test_messages_and_pushes_reach_every_instance_in_order(cluster):
     n1, n2, n3 = cluster.nodes
     alice_web, _ = await logged_in(n1, "alice", "Web")
@@ -275,7 +267,7 @@ async def test_messages_and_pushes_reach_every_instance_in_order(cluster):
 
 # --- §6 resume on another node -----------------------------------------------------------------------
 
-@aio
+@aio(seconds=60)
 async def test_resume_on_another_node_replays_what_was_missed(cluster):
     n1, n2, n3 = cluster.nodes
     alice, session = await logged_in(n1, "alice", "Web")
@@ -308,7 +300,7 @@ async def test_resume_on_another_node_replays_what_was_missed(cluster):
     await close_all(bob, again)
 
 
-@aio
+@aio(seconds=60)
 async def test_resume_codes_hold_across_nodes(cluster):
     n1, n2, n3 = cluster.nodes
     kicked, kicked_session = await logged_in(n1, "dave", "Web")
@@ -329,7 +321,7 @@ async def test_resume_codes_hold_across_nodes(cluster):
 
 # --- §9 the admin API answers for the whole cluster ------------------------------------------------
 
-@aio
+@aio(seconds=60)
 async def test_admin_api_is_cluster_wide(cluster):
     n1, n2, n3 = cluster.nodes
     a, _ = await logged_in(n1, "frank", "Web")
@@ -367,7 +359,7 @@ async def test_admin_api_is_cluster_wide(cluster):
 
 # --- liveness: a node killed with SIGKILL ----------------------------------------------------------
 
-@aio
+@aio(seconds=60)
 async def test_a_killed_node_releases_its_sessions_and_clients_resume_elsewhere(cluster):
     n1, n2, n3 = cluster.nodes
     alice, session = await logged_in(n1, "alice", "Web")
@@ -402,7 +394,7 @@ async def test_a_killed_node_releases_its_sessions_and_clients_resume_elsewhere(
 
 # --- §11 the store goes away and comes back -----------------------------------------------------------
 
-@aio
+@aio(seconds=60)
 async def test_redis_restart_fails_fast_keeps_clients_and_recovers(cluster):
     n1, n2, n3 = cluster.nodes
     alice, _ = await logged_in(n1, "alice", "Web")
@@ -437,7 +429,7 @@ async def test_redis_restart_fails_fast_keeps_clients_and_recovers(cluster):
     await close_all(alice, other, newcomer)
 
 
-@aio
+@aio(seconds=60)
 async def test_a_hung_redis_fails_within_node_ttl_and_recovers(cluster):
     n1, n2, _ = cluster.nodes
     alice, _ = await logged_in(n1, "alice", "Web")
@@ -465,7 +457,7 @@ def test_bad_redis_url_is_refused_at_start(run_serve):
     assert done.returncode == 2 and "redis" in done.stderr, done.stderr
 
 
-@aio
+@aio(seconds=60)
 async def test_redis_restart_during_traffic_loses_no_acknowledged_message(cluster):
     """A sender on node 2 sends to alice on node 1 all along while Redis restarts: every send
     answered 0 reaches alice exactly once and in order, the others get 70169, and sending works
@@ -508,13 +500,52 @@ async def test_redis_restart_during_traffic_loses_no_acknowledged_message(cluste
     await task
     assert refused > 0, "no send was refused while Redis was down"
     got = []
-    while len(got) < len(acked):
+    while True:
         try:
-            frame = await alice.next_frame(timeout=5)
+            frame = await alice.next_frame(timeout=1.0)
         except asyncio.TimeoutError:
-            missing = sorted(set(acked) - set(got))
-            raise AssertionError(f"{len(got)} of {len(acked)} acknowledged messages arrived; missing {missing[:20]} {log}") from None
+            break
         got.append(frame["data"]["payload"])
-    assert got == acked, (got[:20], acked[:20])
-    await alice.assert_silent(0.3)
+    missing = sorted(set(acked) - set(got))
+    assert not missing, f"acknowledged but never delivered: {missing}; got {got}; log {log}"
+    assert got == sorted(set(got)), f"out of order or twice: {got}"
+    # A send whose store call was cut by the shutdown is answered 70169 although Redis may have
+    # run it (its reply was lost): its outcome is unknown, so it may arrive. Only those may.
+    unknown = set(got) - set(acked)
+    cut = [i for i, code, _ in log if code != 0 and i - 1 in acked]  # the first refusal(s) at the cut
+    assert unknown <= set(cut) and len(unknown) <= 1, f"delivered without an acknowledgement: {unknown}; log {log}"
     await close_all(alice, bob)
+
+
+@aio(seconds=60)
+async def test_logout_and_drops_during_an_outage_are_settled_when_the_store_returns(cluster):
+    """§11: logout succeeds locally and is settled later; a connection that drops meanwhile is
+    detached in the store once it is back (not left attached to nobody)."""
+    n1, n2, n3 = cluster.nodes
+    alice, alice_session = await logged_in(n1, "alice", "Web")
+    bob, _ = await logged_in(n1, "bob", "Web")
+    cluster.redis.pause()
+    try:
+        started = time.monotonic()
+        await alice.call("logout")
+        assert time.monotonic() - started <= NODE_TTL + 0.5
+        assert await alice.call("getLoginStatus") == 3
+        bob.abort()
+        await asyncio.sleep(0.3)
+    finally:
+        cluster.redis.resume()
+    for node in cluster.nodes:
+        wait_ready(node, 200, timeout=10)
+    back = await connect(n2)
+    reply = await back.resume(alice_session, 0)
+    assert_error_reply(reply, reply["id"], 6014)
+    detail = None
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        detail = instances(n3, "bob")
+        if detail == [{"Platform": "Web", "Status": "Disconnected"}]:
+            break
+        await asyncio.sleep(0.05)
+    assert detail == [{"Platform": "Web", "Status": "Disconnected"}], detail
+    assert instances(n3, "alice") == []
+    await close_all(alice, back)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import itertools
 import json
 import signal
@@ -21,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from conftest import APP, APP2
 from sbclient import (
+    aio,
     PLATFORMS,
     Client,
     assert_error_event,
@@ -33,16 +33,6 @@ from sbclient import (
     now_ms,
     usersig,
 )
-
-
-def aio(fn):
-    """Runs an async test with plain asyncio.run, bounded so one hang cannot stall the suite."""
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 30))
-
-    return run
 
 
 async def serves(server) -> None:

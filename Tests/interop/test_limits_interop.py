@@ -10,7 +10,7 @@ import time
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from sbclient import connect, logged_in, usersig
+from sbclient import connect, logged_in
 
 
 def test_failed_logins_per_address_then_70050_and_close_4003(start_server):

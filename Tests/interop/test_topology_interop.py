@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pathlib
 import shutil
 import signal
 import subprocess

@@ -53,6 +53,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.throughput, .wallClock, .mallocCountTotal, .mallocBytesCount],
         timeUnits: .nanoseconds,
+        units: [.mallocBytesCount: .count],  // exact figures, no K/M rounding
         warmupIterations: 3,
         scalingFactor: .kilo,
         maxDuration: .seconds(2),

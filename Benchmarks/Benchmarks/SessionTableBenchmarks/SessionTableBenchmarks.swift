@@ -134,6 +134,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.throughput, .wallClock, processCPU, .mallocCountTotal, .mallocBytesCount],
         timeUnits: .nanoseconds,
+        units: [.mallocBytesCount: .count, processCPU: .count],  // exact figures, no K/M rounding
         warmupIterations: 3,
         scalingFactor: .kilo,
         maxDuration: .seconds(3),
