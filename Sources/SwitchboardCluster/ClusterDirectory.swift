@@ -551,6 +551,15 @@ public final class ClusterDirectory: SessionDirectory {
         }
     }
 
+    /// Today's DAU of an app, cluster-wide (one `SCARD`; blocking: never on an event loop). Nil
+    /// while the store is unreachable.
+    public func dau(app: UInt64) -> Int? {
+        guard let client = try? readyClient() else { return nil }
+        let day = Int32(truncatingIfNeeded: clock.nowMillis() / 86_400_000)
+        guard let reply = try? wait(client.send(["SCARD", .string("sb:dau:\(app):\(day)")])) else { return nil }
+        return reply.int.map { Int($0) }
+    }
+
     // MARK: Routes
 
     /// Registers a connection's route; returns this node's ID.

@@ -35,6 +35,8 @@ final class GatewayMetrics: Sendable {
     private let connections: CoreMetrics.Gauge
     private let adminRequests: Mutex<[AdminRequestKey: CoreMetrics.Counter]>
     private let appGauges: Mutex<[UInt64: AppGauges]>
+    /// In a cluster: each app's DAU as last read from the store.
+    private let lastClusterDAU = Mutex<[UInt64: Int]>([:])
 
     /// Login check durations are tens of microseconds when all is well: buckets start there.
     static let loginDurationBuckets: [Duration] = [
@@ -133,8 +135,20 @@ final class GatewayMetrics: Sendable {
         connections.record(gateway.connections)
         webhookQueued.record(gateway.webhook.queued)
         for app in gateway.apps.all {
-            // A cluster node reports the sessions attached to it (no store round trip per scrape).
-            let counts = gateway.cluster?.localCounts(app: app.sdkAppID) ?? gateway.table.counts(app: app.sdkAppID)
+            // A cluster node reports the sessions attached to it, and the cluster's DAU (one SCARD;
+            // the admin port serves scrapes off the event loops in a cluster).
+            let counts: SessionCounts
+            if let cluster = gateway.cluster {
+                var local = cluster.localCounts(app: app.sdkAppID)
+                let dau = cluster.dau(app: app.sdkAppID)
+                local.dau = lastClusterDAU.withLock { last in
+                    if let dau { last[app.sdkAppID] = dau }
+                    return last[app.sdkAppID] ?? 0  // the store away: the last count read
+                }
+                counts = local
+            } else {
+                counts = gateway.table.counts(app: app.sdkAppID)
+            }
             let gauges = appGauges.withLock { gauges in
                 if let existing = gauges[app.sdkAppID] { return existing }
                 let made = AppGauges(app: app.sdkAppID, factory: factory)

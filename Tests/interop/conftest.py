@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -98,6 +99,27 @@ class Server:
         assert self.proc.returncode == 0, f"exit status {self.proc.returncode} after SIGTERM\n{self.stderr()[-4000:]}"
 
 
+# SWITCHBOARD_INTEROP_REDIS=redis://127.0.0.1:PORT/DB runs every test's servers in cluster mode on
+# that Redis (flushed before each test): the one-node suites then check the cluster's directory.
+INTEROP_REDIS = os.environ.get("SWITCHBOARD_INTEROP_REDIS", "")
+
+
+def flush_interop_redis() -> None:
+    if INTEROP_REDIS:
+        host_port = INTEROP_REDIS.split("//", 1)[1].split("/", 1)[0]
+        host, port = host_port.rsplit(":", 1)
+        subprocess.run(["redis-cli", "-h", host, "-p", port, "FLUSHALL"], check=True, capture_output=True)
+
+
+def admin_ready(admin_port: int) -> bool:
+    """/readyz answers 200 (in cluster mode a node takes logins only once its store answers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def base_config(policy: str = "dual", max_instances: dict | None = None, **top) -> dict:
     app = {"sdkAppID": APP.sdkappid, "secretKey": APP.key, "adminUser": "administrator", "policy": policy}
     if max_instances:
@@ -109,6 +131,8 @@ def base_config(policy: str = "dual", max_instances: dict | None = None, **top) 
         "drainTimeout": 1,
         "apps": [app, {"sdkAppID": APP2.sdkappid, "secretKey": APP2.key, "policy": "dual"}],
     }
+    if INTEROP_REDIS:
+        config["redis"] = INTEROP_REDIS
     config.update(top)
     return config
 
@@ -139,7 +163,7 @@ def launch(config: dict | str, directory: pathlib.Path, env: dict | None = None,
         server = Server(proc, port, admin_port, config, out, err)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if READY in out.read_text(errors="replace"):
+            if READY in out.read_text(errors="replace") and (not INTEROP_REDIS or admin_ready(admin_port)):
                 server.ready_at = time.monotonic()
                 return server
             if proc.poll() is not None:
@@ -161,6 +185,7 @@ def start_server(tmp_path):
 
     `yaml`: the whole configuration as YAML text, with `{listen}`/`{admin}` placeholders."""
     servers: list[Server] = []
+    flush_interop_redis()
 
     def start(policy: str = "dual", max_instances: dict | None = None, env: dict | None = None,
               yaml: str | None = None, **top) -> Server:

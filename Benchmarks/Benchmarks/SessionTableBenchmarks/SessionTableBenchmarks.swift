@@ -120,7 +120,7 @@ final class FixtureBox: @unchecked Sendable {
 }
 
 /// CPU time of the whole process (all threads) per login+logout pair. The built-in cpuTotal
-/// metric reads rusage in 10 ms ticks, too coarse for one iteration (a few ms); this reads
+/// metric moves in 10 ms steps here, too coarse for one iteration (a few ms); this reads
 /// CLOCK_PROCESS_CPUTIME_ID in nanoseconds, and is divided by the scaling factor like the rest.
 let processCPU = BenchmarkMetric.custom("Process CPU (ns)", polarity: .prefersSmaller, useScalingFactor: true)
 
@@ -143,7 +143,8 @@ let benchmarks: @Sendable () -> Void = {
 
     for threads in [1, 2, 8] {
         let box = FixtureBox()
-        Benchmark("SessionTable login+logout, \(threads) thread\(threads == 1 ? "" : "s")") { (benchmark: Benchmark, fixture: Fixture) in
+        let name = "SessionTable login+logout, \(threads) thread\(threads == 1 ? "" : "s")"
+        Benchmark(name) { (benchmark: Benchmark, fixture: Fixture) in
             let cpuBefore = processCPUNanoseconds()
             fixture.pool.runOnce()
             benchmark.measurement(processCPU, Int(processCPUNanoseconds() - cpuBefore))
