@@ -41,6 +41,10 @@ public final class ClusterDirectory: SessionDirectory {
     private let clock: any WallClock
     private let logger: Logger
     private let state = Mutex(State())
+    /// This node's connections by connection ID, in shards: a delivery locks one shard, never
+    /// every connection of the node.
+    private let routeShards: [RouteShard] = (0..<routeShardCount).map { _ in RouteShard() }
+    private static let routeShardCount = 32
     private let available = Atomic<Bool>(false)
     /// Distinguishes this process from an earlier one with the same node ID: connection IDs
     /// restart at 1, and a dead incarnation's sessions must not pass for this one's.
@@ -78,7 +82,6 @@ public final class ClusterDirectory: SessionDirectory {
         var nodeID = ""
         var started = false
         var closed = false
-        var routes: [UInt64: Route] = [:]
         var settlements: [Settlement] = []
         var clientUp = false
         var subscriberUp = false
@@ -154,8 +157,7 @@ public final class ClusterDirectory: SessionDirectory {
         guard let client else { return }
         let (routes, nodeID, task) = state.withLock { state -> ([Route], String, RepeatedTask?) in
             state.closed = true
-            defer { state.routes = [:] }
-            return (Array(state.routes.values), state.nodeID, state.liveness)
+            return (allRoutes(clearing: true), state.nodeID, state.liveness)
         }
         available.store(false, ordering: .releasing)
         task?.cancel()
@@ -294,9 +296,9 @@ public final class ClusterDirectory: SessionDirectory {
                     }
                     let replay = items.dropFirst(3).compactMap { Self.parseEvent($0) }
                     let last = replay.last?.seq ?? lastSeq
-                    self.state.withLock { state in
-                        state.routes[connection.id]?.platform = platform
-                        state.routes[connection.id]?.userSigExpireAt = expireAt
+                    self.routeShard(for: connection.id).routes.withLock { routes in
+                        routes[connection.id]?.platform = platform
+                        routes[connection.id]?.userSigExpireAt = expireAt
                     }
                     _ = client.send(["SADD", .string(Self.nodeSessionsKey(nodeID)), .string(Self.member(app, userID, sessionID))])
                     let info = SessionInfo(sessionID: sessionID, resumeToken: resumeToken, sdkAppID: app, userID: userID,
@@ -385,10 +387,10 @@ public final class ClusterDirectory: SessionDirectory {
                     code = .serverBusy
                 }
                 if code == .ok {
-                    self.state.withLock { state in
-                        if state.routes[connectionID]?.sessionID == session.sessionID {
-                            state.routes[connectionID]?.userSigTime = ticket.time
-                            state.routes[connectionID]?.userSigExpireAt = ticket.expiresAt
+                    self.routeShard(for: connectionID).routes.withLock { routes in
+                        if routes[connectionID]?.sessionID == session.sessionID {
+                            routes[connectionID]?.userSigTime = ticket.time
+                            routes[connectionID]?.userSigExpireAt = ticket.expiresAt
                         }
                     }
                     let ttl = max(1000, ticket.expiresAt * 1000 - now) + self.window + 60_000
@@ -538,17 +540,15 @@ public final class ClusterDirectory: SessionDirectory {
     /// the nodes, attached sessions and platforms are the cluster's; users are not (one user may
     /// be attached on several nodes).
     public func localCounts(app: UInt64) -> SessionCounts {
-        state.withLock { state in
-            var counts = SessionCounts()
-            var users = Set<String>()
-            for route in state.routes.values where route.ready && route.app == app {
-                counts.attached += 1
-                counts.byPlatform[route.platform, default: 0] += 1
-                users.insert(route.userID)
-            }
-            counts.usersOnline = users.count
-            return counts
+        var counts = SessionCounts()
+        var users = Set<String>()
+        for route in allRoutes() where route.ready && route.app == app {
+            counts.attached += 1
+            counts.byPlatform[route.platform, default: 0] += 1
+            users.insert(route.userID)
         }
+        counts.usersOnline = users.count
+        return counts
     }
 
     /// Today's DAU of an app, cluster-wide (one `SCARD`; blocking: never on an event loop). Nil
@@ -562,21 +562,35 @@ public final class ClusterDirectory: SessionDirectory {
 
     // MARK: Routes
 
+    private func routeShard(for connectionID: UInt64) -> RouteShard {
+        routeShards[Int(truncatingIfNeeded: connectionID % UInt64(Self.routeShardCount))]
+    }
+
+    /// Every route, shard by shard (emptied when `clearing`).
+    private func allRoutes(clearing: Bool = false) -> [Route] {
+        var all: [Route] = []
+        for shard in routeShards {
+            shard.routes.withLock { routes in
+                all.append(contentsOf: routes.values)
+                if clearing { routes = [:] }
+            }
+        }
+        return all
+    }
+
     /// Registers a connection's route; returns this node's ID.
     private func registerRoute(_ route: Route) -> String {
-        state.withLock { state in
-            state.routes[route.connection.id] = route
-            return state.nodeID
-        }
+        routeShard(for: route.connection.id).routes.withLock { $0[route.connection.id] = route }
+        return nodeID
     }
 
     /// Forgets a connection's route (only the given session's, when one is given).
     @discardableResult
     private func dropRoute(_ connectionID: UInt64, sessionID: String? = nil) -> Bool {
-        state.withLock { state in
-            guard let route = state.routes[connectionID] else { return false }
+        routeShard(for: connectionID).routes.withLock { routes in
+            guard let route = routes[connectionID] else { return false }
             if let sessionID, route.sessionID != sessionID { return false }
-            state.routes[connectionID] = nil
+            routes[connectionID] = nil
             return true
         }
     }
@@ -586,8 +600,8 @@ public final class ClusterDirectory: SessionDirectory {
     /// answer comes first.
     private func answer(_ connectionID: UInt64, seq: UInt64, executor: any DirectoryExecutor,
                         _ work: @escaping @Sendable () -> Void) {
-        state.withLock { state in
-            guard var route = state.routes[connectionID] else {
+        routeShard(for: connectionID).routes.withLock { routes in
+            guard var route = routes[connectionID] else {
                 executor.execute(work)  // the connection went away; it detaches what it was given
                 return
             }
@@ -598,7 +612,7 @@ public final class ClusterDirectory: SessionDirectory {
             route.waiting = []
             // A kick or a takeover that came meanwhile ends the route once it is handed over.
             let ends = waiting.contains { if case .event = $0 { false } else { true } }
-            state.routes[connectionID] = ends ? nil : route
+            routes[connectionID] = ends ? nil : route
             for delivery in waiting {
                 route.connection.sink.deliver(delivery)
             }
@@ -638,8 +652,8 @@ public final class ClusterDirectory: SessionDirectory {
     }
 
     private func route(_ delivery: SessionDelivery, to connectionID: UInt64, sessionID: String, seq: UInt64) {
-        state.withLock { state in
-            guard var route = state.routes[connectionID], route.sessionID == sessionID else { return }
+        routeShard(for: connectionID).routes.withLock { routes in
+            guard var route = routes[connectionID], route.sessionID == sessionID else { return }
             let ends: Bool
             if case .event = delivery {
                 ends = false
@@ -649,10 +663,10 @@ public final class ClusterDirectory: SessionDirectory {
             }
             if !route.ready {
                 route.waiting.append(delivery)
-                state.routes[connectionID] = route
+                routes[connectionID] = route
                 return
             }
-            state.routes[connectionID] = ends ? nil : route
+            routes[connectionID] = ends ? nil : route
             route.connection.sink.deliver(delivery)
         }
     }
@@ -694,14 +708,15 @@ public final class ClusterDirectory: SessionDirectory {
         available.store(false, ordering: .releasing)
         // The peers are those known before the store went away: a store that came back empty
         // lists only the nodes that have announced themselves again.
-        let (nodeID, routes, settlements, cleanLeftovers, peers) = state.withLock { state in
+        let (nodeID, settlements, cleanLeftovers, peers) = state.withLock { state in
             defer {
                 state.settlements = []
                 state.cleanedOwnLeftovers = true
             }
-            return (state.nodeID, state.routes.filter { $0.value.ready }, state.settlements, !state.cleanedOwnLeftovers,
+            return (state.nodeID, state.settlements, !state.cleanedOwnLeftovers,
                     state.peers.subtracting([state.nodeID]).sorted())
         }
+        let routes = allRoutes().filter(\.ready)
         var steps: [EventLoopFuture<Void>] = []
         steps.append(announce(client, nodeID: nodeID).map { _ in })
         let epoch = client.pipeline([["SET", "sb:epoch", .string(Self.randomToken(12)), "NX"], ["GET", "sb:epoch"]])
@@ -712,7 +727,8 @@ public final class ClusterDirectory: SessionDirectory {
         if cleanLeftovers {
             steps.append(releaseSessions(of: nodeID, keepIncarnation: incarnation, client: client))
         }
-        for (connectionID, route) in routes {
+        for route in routes {
+            let connectionID = route.connection.id
             let token = connectionToken(connectionID)
             let future = client.eval(ClusterScripts.reregister, keys: Self.keys(route.app, route.userID),
                                      arguments: [.string(route.sessionID), .string(nodeID), .string(token),
@@ -1038,6 +1054,11 @@ public final class ClusterDirectory: SessionDirectory {
     static func isToken(_ text: String, length: Int) -> Bool {
         text.utf8.count == length && text.utf8.allSatisfy { alphabet.contains($0) }
     }
+}
+
+/// One shard of a node's routes.
+final class RouteShard: Sendable {
+    let routes = Mutex<[UInt64: ClusterDirectory.Route]>([:])
 }
 
 /// Lets the store clients call back into the directory that owns them without a cycle.
