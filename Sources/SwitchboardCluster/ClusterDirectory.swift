@@ -334,37 +334,43 @@ public final class ClusterDirectory: SessionDirectory {
 
     public func expireUserSig(_ session: SessionInfo, connectionID: UInt64, writtenSeq: UInt64,
                               executor: any DirectoryExecutor, then: @escaping @Sendable (SessionEvent?) -> Void) {
-        guard let client, dropRoute(connectionID, sessionID: session.sessionID) else {
+        let held = routeShard(for: connectionID).routes.withLock { $0[connectionID]?.sessionID == session.sessionID }
+        guard let client, held else {
             then(nil)
             return
         }
-        let event: @Sendable (UInt64) -> SessionEvent = { seq in SessionEvent(seq: seq, name: .userSigExpired, data: Array("{}".utf8)) }
-        let token = connectionToken(connectionID)
+        let event: @Sendable (UInt64) -> SessionEvent = { seq in
+            SessionEvent(seq: seq, name: .userSigExpired, data: Array("{}".utf8))
+        }
+        let settlement = Settlement(kind: .end(.userSigExpired), app: session.sdkAppID, userID: session.userID,
+                                    sessionID: session.sessionID, connection: connectionToken(connectionID))
         guard isAvailable else {
             // Ended here at once, as the contract says; settled with the store once it is back.
-            settle(Settlement(kind: .end(.userSigExpired), app: session.sdkAppID, userID: session.userID,
-                              sessionID: session.sessionID, connection: token))
+            dropRoute(connectionID, sessionID: session.sessionID)
+            settle(settlement)
             then(event(writtenSeq + 1))
             return
         }
+        // The route stays until the store has answered: a kick or a takeover that ended the
+        // session first still reaches the connection (which then ignores this answer).
         client.eval(ClusterScripts.end, keys: Self.keys(session.sdkAppID, session.userID),
-                    arguments: [.string(session.sessionID), .string(nodeID), .string(token),
+                    arguments: [.string(session.sessionID), .string(nodeID), .string(settlement.connection),
                                 .int(Int64(ErrorCode.userSigExpired.rawValue)), .int(window)])
             .whenComplete { result in
+                self.dropRoute(connectionID, sessionID: session.sessionID)
+                var seq = writtenSeq + 1
                 switch result {
                 case .success(let reply):
                     let items = reply.array ?? []
                     if items.first?.int == 1, let last = items.dropFirst().first?.int {
-                        let seq = max(UInt64(max(0, last)), writtenSeq) + 1
-                        executor.execute { then(event(seq)) }
-                    } else {
-                        executor.execute { then(nil) }
+                        seq = max(UInt64(max(0, last)), writtenSeq) + 1
                     }
                 case .failure:
-                    self.settle(Settlement(kind: .end(.userSigExpired), app: session.sdkAppID, userID: session.userID,
-                                           sessionID: session.sessionID, connection: token))
-                    executor.execute { then(event(writtenSeq + 1)) }
+                    self.settle(settlement)
                 }
+                // The UserSig lapsed whatever the store said: the connection's session ends.
+                let final = seq
+                executor.execute { then(event(final)) }
             }
     }
 
