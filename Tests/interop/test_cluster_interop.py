@@ -549,3 +549,37 @@ async def test_logout_and_drops_during_an_outage_are_settled_when_the_store_retu
     assert detail == [{"Platform": "Web", "Status": "Disconnected"}], detail
     assert instances(n3, "alice") == []
     await close_all(alice, back)
+
+
+def test_a_draining_node_sends_its_clients_to_resume_on_the_others(start_cluster):
+    """SIGTERM on a node: `reconnect`, then 1001; its sessions are detached in the store (buffers
+    intact), and its clients resume on another node with what was sent meanwhile."""
+    cluster = start_cluster()
+    n1, n2, n3 = cluster.nodes
+    # The drain window of node 1 is short: restart it with drainTimeout 2.
+    n1.stop()
+    config = base_config(cluster.policy, redis=cluster.redis.url, nodeID="node-1", nodeTTL=NODE_TTL, drainTimeout=2)
+    n1 = launch(config, cluster.directory, name="node1-drain")
+    wait_ready(n1)
+    cluster.nodes[0] = n1
+
+    async def scenario():
+        alice, session = await logged_in(n1, "alice", "Web")
+        bob, _ = await logged_in(n2, "bob", "Web")
+        n1.terminate()
+        frame = await alice.next_frame()
+        assert frame["op"] == "event" and frame["event"] == "reconnect", frame
+        await alice.expect_close(1001, timeout=4)
+        # Sent after node 1 let go of alice: buffered in the store for her resume.
+        deadline = time.monotonic() + 3
+        while instances(n2, "alice") != [{"Platform": "Web", "Status": "Disconnected"}]:
+            assert time.monotonic() < deadline, instances(n2, "alice")
+            await asyncio.sleep(0.05)
+        assert (await bob.call("send", to="alice", payload="meanwhile"))["online"] == 0
+        back = await connect(n3)
+        data = assert_ok_reply(await back.resume(session, 0), 1)
+        assert data["replayed"] == 1, data
+        assert (await back.next_frame())["data"]["payload"] == "meanwhile"
+        await close_all(bob, back)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
