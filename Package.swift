@@ -102,6 +102,7 @@ let package = Package(
             name: "switchboard",
             dependencies: [
                 "SwitchboardServer",
+                "SwitchboardCluster",
                 "SwitchboardCore",
                 "UserSig",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -124,6 +124,9 @@ public final class ClusterDirectory: SessionDirectory {
 
     public var isAvailable: Bool { available.load(ordering: .acquiring) }
 
+    /// The store's URL as it may be shown (no password).
+    public var storeDescription: String { url.map { "\($0)" } ?? "(invalid URL)" }
+
     /// Connects to the store and joins the cluster as `nodeID`. Returns at once: `isAvailable`
     /// turns true once the store answers and this node's state is registered.
     public func start(nodeID: String) {

@@ -177,7 +177,6 @@ public final class Gateway: Sendable {
         messages.add(1, ordering: .relaxed)
         metrics.messageSent()
     }
-
 }
 
 /// Frees detached sessions of the in-process table when their resume window ends.

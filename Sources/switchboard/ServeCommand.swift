@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import NIOCore
+import SwitchboardCluster
 import SwitchboardCore
 import SwitchboardServer
 
@@ -105,6 +106,9 @@ struct ServeCommand: AsyncParsableCommand {
             for app in server.configuration.apps {
                 lines.append("app \(app.sdkAppID): policy \(app.policy.kind.rawValue)")
             }
+        }
+        if let cluster = server.gateway.cluster {
+            lines.append("Cluster node \(server.gateway.nodeID) on \(cluster.storeDescription) (ready, /readyz 200, once the store answers)")
         }
         FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import pathlib
 import random
@@ -20,7 +21,7 @@ import urllib.request
 
 import pytest
 
-from conftest import APP, base_config, free_port, launch
+from conftest import APP, BIN, admin_ready, base_config, free_port, launch
 from sbclient import (
     aio,
     PLATFORMS,
@@ -583,3 +584,32 @@ def test_a_draining_node_sends_its_clients_to_resume_on_the_others(start_cluster
         await close_all(bob, back)
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_serve_redis_flag_joins_the_cluster_and_hides_the_password(tmp_path):
+    """`serve --redis URL` turns cluster mode on (over the file); the banner names the node and
+    the store without its password."""
+    redis = Redis(tmp_path)
+    try:
+        assert redis.command("CONFIG", "SET", "requirepass", "s3cret") == "+OK"
+        config = base_config(nodeID="flag-node")
+        config["listen"], config["admin"] = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        path = tmp_path / "flag.json"
+        path.write_text(json.dumps(config))
+        out = open(tmp_path / "flag.out", "wb")
+        proc = subprocess.Popen([str(BIN), "serve", "--config", str(path), "--redis",
+                                 f"redis://:s3cret@127.0.0.1:{redis.port}/0"], stdout=out, stderr=subprocess.DEVNULL)
+        try:
+            admin_port = int(config["admin"].rsplit(":", 1)[1])
+            deadline = time.monotonic() + 10
+            while not admin_ready(admin_port):
+                assert time.monotonic() < deadline and proc.poll() is None, "not ready with --redis"
+                time.sleep(0.05)
+            banner = (tmp_path / "flag.out").read_text()
+            assert f"Cluster node flag-node on redis://:***@127.0.0.1:{redis.port}" in banner, banner
+            assert "s3cret" not in banner
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
+    finally:
+        redis.stop()
