@@ -158,10 +158,11 @@ public final class ClusterDirectory: SessionDirectory {
     /// elsewhere), drops the liveness key, and closes the store connections.
     public func shutdown() async {
         guard let client else { return }
-        let (routes, nodeID, task) = state.withLock { state -> ([Route], String, RepeatedTask?) in
+        let (nodeID, task) = state.withLock { state -> (String, RepeatedTask?) in
             state.closed = true
-            return (allRoutes(clearing: true), state.nodeID, state.liveness)
+            return (state.nodeID, state.liveness)
         }
+        let routes = allRoutes(clearing: true)
         available.store(false, ordering: .releasing)
         task?.cancel()
         if client.isConnected {
@@ -609,10 +610,10 @@ public final class ClusterDirectory: SessionDirectory {
     /// answer comes first.
     private func answer(_ connectionID: UInt64, seq: UInt64, executor: any DirectoryExecutor,
                         _ work: @escaping @Sendable () -> Void) {
-        routeShard(for: connectionID).routes.withLock { routes in
+        let ended = routeShard(for: connectionID).routes.withLock { routes -> Route? in
             guard var route = routes[connectionID] else {
                 executor.execute(work)  // the connection went away; it detaches what it was given
-                return
+                return nil
             }
             executor.execute(work)
             route.ready = true
@@ -625,7 +626,9 @@ public final class ClusterDirectory: SessionDirectory {
             for delivery in waiting {
                 route.connection.sink.deliver(delivery)
             }
+            return ends ? route : nil
         }
+        if let ended { unlist(ended) }
     }
 
     /// A message on this node's channel: `E|K|R sessionID connection seq[\ndata]`, or `X - - 0`
@@ -661,8 +664,8 @@ public final class ClusterDirectory: SessionDirectory {
     }
 
     private func route(_ delivery: SessionDelivery, to connectionID: UInt64, sessionID: String, seq: UInt64) {
-        routeShard(for: connectionID).routes.withLock { routes in
-            guard var route = routes[connectionID], route.sessionID == sessionID else { return }
+        let ended = routeShard(for: connectionID).routes.withLock { routes -> Route? in
+            guard var route = routes[connectionID], route.sessionID == sessionID else { return nil }
             let ends: Bool
             if case .event = delivery {
                 ends = false
@@ -673,11 +676,21 @@ public final class ClusterDirectory: SessionDirectory {
             if !route.ready {
                 route.waiting.append(delivery)
                 routes[connectionID] = route
-                return
+                return nil
             }
             routes[connectionID] = ends ? nil : route
             route.connection.sink.deliver(delivery)
+            return ends ? route : nil
         }
+        if let ended { unlist(ended) }
+    }
+
+    /// A session another node ended (kick, takeover) leaves this node's list in the store.
+    /// (Never called under a route shard's lock: it reads the node ID under the state lock.)
+    private func unlist(_ route: Route) {
+        guard let client, isAvailable else { return }  // a resync rebuilds the list anyway
+        _ = client.send(["SREM", .string(Self.nodeSessionsKey(nodeID)),
+                         .string(Self.member(route.app, route.userID, route.sessionID))])
     }
 
     // MARK: Store state
