@@ -170,6 +170,12 @@ async def test_cross_node_kick(cluster):
     assert frames == [kicked_frame(1, "Web")], frames
     assert time.monotonic() - started < 2
     assert await second.call("getLoginStatus") == 1
+    # Node 1 no longer lists the kicked session as one it holds (nothing left for a reaper).
+    deadline = time.monotonic() + 2
+    while cluster.redis.command("SCARD", "sb:ns:node-1") != ":0":
+        assert time.monotonic() < deadline, cluster.redis.command("SCARD", "sb:ns:node-1")
+        await asyncio.sleep(0.02)
+    assert cluster.redis.command("SCARD", "sb:ns:node-2") == ":1"
     # Different groups under dual: a native login on a third node kicks nobody.
     third, _ = await logged_in(cluster.nodes[2], "alice", "Android")
     await second.assert_silent(0.3)
