@@ -200,6 +200,7 @@ cmd_up() {
             start "node-$n" env -u SWITCHBOARD_REDIS \
                 SWITCHBOARD_LISTEN="127.0.0.1:${node_ports[n-1]}" \
                 SWITCHBOARD_ADMIN="127.0.0.1:${admin_ports[n-1]}" \
+                SWITCHBOARD_PROXY_PROTOCOL=true \
                 SWITCHBOARD_NODE_ID="node-$n" \
                 "$bin" serve --config "$config"
         else
@@ -207,6 +208,7 @@ cmd_up() {
                 SWITCHBOARD_LISTEN="127.0.0.1:${node_ports[n-1]}" \
                 SWITCHBOARD_ADMIN="127.0.0.1:${admin_ports[n-1]}" \
                 SWITCHBOARD_REDIS="redis://127.0.0.1:$redis_port/0" \
+                SWITCHBOARD_PROXY_PROTOCOL=true \
                 SWITCHBOARD_NODE_ID="node-$n" \
                 SWITCHBOARD_NODE_TTL="$node_ttl" \
                 "$bin" serve --config "$config"

@@ -190,7 +190,23 @@ final class TooManyConnectionsHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    private var refused = false
+
+    /// Added after a PROXY header, the channel was active before this handler: `channelActive`
+    /// never comes, so refuse on the next turn (whichever comes first refuses).
+    func handlerAdded(context: ChannelHandlerContext) {
+        context.eventLoop.assumeIsolated().execute {
+            if context.channel.isActive { self.refuse(context: context) }
+        }
+    }
+
     func channelActive(context: ChannelHandlerContext) {
+        refuse(context: context)
+    }
+
+    private func refuse(context: ChannelHandlerContext) {
+        guard !refused else { return }
+        refused = true
         let body = "too many connections from this address\n"
         let response = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
         context.writeAndFlush(Self.wrapOutboundOut(context.channel.allocator.buffer(string: response)))

@@ -58,6 +58,9 @@ public struct ServerConfiguration: Sendable {
     public var handshakeTimeoutSeconds: Double = 10
     /// Also serve a plain echo on `/echo`, for WebSocket conformance suites. Off by default.
     public var conformanceEcho = false
+    /// Every WebSocket-port connection starts with a PROXY protocol header (v1 or v2) naming the
+    /// client's address, as HAProxy's `send-proxy-v2` sends it; per-address limits count that.
+    public var proxyProtocol = false
     /// State-change callbacks waiting to be posted, at most; more are dropped (and counted).
     public var webhookQueueSize: Int = 10_000
     /// Seconds one callback POST may take.
@@ -108,7 +111,7 @@ public enum ConfigurationLoader {
         "listen", "admin", "heartbeat", "loginTimeout", "resumeWindow", "resumeBuffer", "maxFrameBytes",
         "drainTimeout", "redis", "nodeID", "nodeTTL", "tlsCertificate", "tlsKey", "threads", "maxPendingBytes",
         "maxConnectionsPerAddress", "maxFailedLogins", "maxRequestsPerSecond", "handshakeTimeout",
-        "conformanceEcho", "webhookQueueSize", "webhookTimeout", "webhookConcurrency", "apps",
+        "conformanceEcho", "proxyProtocol", "webhookQueueSize", "webhookTimeout", "webhookConcurrency", "apps",
     ]
     static let appKeys = ["sdkAppID", "secretKey", "adminUser", "policy", "maxInstances", "stateCallbackURL"]
 
@@ -240,6 +243,10 @@ public enum ConfigurationLoader {
         if let v = document["conformanceEcho"] {
             guard let flag = v as? Bool else { throw ConfigurationError(key: "conformanceEcho", reason: "must be true or false") }
             config.conformanceEcho = flag
+        }
+        if let v = document["proxyProtocol"] {
+            guard let flag = v as? Bool else { throw ConfigurationError(key: "proxyProtocol", reason: "must be true or false") }
+            config.proxyProtocol = flag
         }
         return config
     }

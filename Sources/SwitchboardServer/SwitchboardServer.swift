@@ -128,8 +128,25 @@ public final class SwitchboardServer: Sendable {
 
     static func configureClientPipeline(channel: any Channel, gateway: Gateway, tls: NIOSSLContext?,
                                         maxFrame: Int, registry: ConnectionRegistry?, limits: AddressLimits?) throws {
+        guard gateway.configuration.proxyProtocol else {
+            try configureClientStages(channel: channel, addressKey: Self.addressKey(channel.remoteAddress),
+                                      gateway: gateway, tls: tls, maxFrame: maxFrame, registry: registry, limits: limits)
+            return
+        }
+        // Behind a balancer that speaks the PROXY protocol: the client's address comes first.
+        let proxy = ProxyProtocolHandler(timeout: gateway.configuration.handshakeTimeout) { context, client in
+            let key = client.map { AddressLimits.key(forAddressBytes: $0.utf8) } ?? Self.addressKey(context.channel.remoteAddress)
+            try configureClientStages(channel: context.channel, addressKey: key, gateway: gateway, tls: tls,
+                                      maxFrame: maxFrame, registry: registry, limits: limits)
+        }
+        try channel.pipeline.syncOperations.addHandler(proxy)
+    }
+
+    /// The pipeline after the client's address is known: TLS, HTTP, the upgrade, the connection.
+    private static func configureClientStages(channel: any Channel, addressKey: UInt64, gateway: Gateway,
+                                              tls: NIOSSLContext?, maxFrame: Int, registry: ConnectionRegistry?,
+                                              limits: AddressLimits?) throws {
         let pipeline = channel.pipeline.syncOperations
-        let addressKey = Self.addressKey(channel.remoteAddress)
         if let limits, !limits.acquireConnection(addressKey) {
             try pipeline.addHandler(TooManyConnectionsHandler())
             return

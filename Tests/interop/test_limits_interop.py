@@ -10,7 +10,7 @@ import time
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from sbclient import connect, logged_in
+from sbclient import Client, connect, logged_in
 
 
 def test_failed_logins_per_address_then_70050_and_close_4003(start_server):
@@ -82,3 +82,47 @@ def test_slow_handshake_is_cut_off(start_server):
         await c.close()
 
     asyncio.run(main())
+
+
+async def connect_as(server, client_ip: str, version: int = 1):
+    """A connection that starts with a PROXY protocol header naming `client_ip` (as HAProxy's
+    `send-proxy` / `send-proxy-v2` does), then the WebSocket handshake."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    if version == 1:
+        sock.sendall(f"PROXY TCP4 {client_ip} 127.0.0.1 40000 {server.port}\r\n".encode())
+    else:
+        body = socket.inet_aton(client_ip) + socket.inet_aton("127.0.0.1") + (40000).to_bytes(2, "big") \
+            + server.port.to_bytes(2, "big")
+        sock.sendall(b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + len(body).to_bytes(2, "big") + body)
+    return await Client.open(server, sock=sock)
+
+
+def test_proxy_protocol_limits_count_the_client_address(start_server):
+    """With `proxyProtocol: true` the address in the PROXY header is the client's: failed logins
+    and connections are counted per that address, not per the balancer's; a connection without
+    a header is closed."""
+    server = start_server(proxyProtocol=True, maxFailedLogins=2, maxConnectionsPerAddress=2)
+
+    async def main():
+        a = await connect_as(server, "203.0.113.7")
+        for _ in range(2):
+            assert (await a.login("alice", sig="garbage"))["code"] == 70003
+        assert (await a.login("alice"))["code"] == 70050
+        await a.expect_close(4003)
+        # Another client behind the same balancer (same TCP peer) is not blocked.
+        b = await connect_as(server, "203.0.113.8", version=2)
+        await b.login_ok("bob")
+        # Connections per address count the header's address too.
+        c = await connect_as(server, "198.51.100.1")
+        d = await connect_as(server, "198.51.100.1", version=2)
+        with pytest.raises(InvalidStatus) as refused:
+            await connect_as(server, "198.51.100.1")
+        assert refused.value.response.status_code == 429
+        for client in (b, c, d):
+            await client.close()
+
+    asyncio.run(main())
+    with socket.create_connection(("127.0.0.1", server.port)) as s:  # no header: refused
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(3)
+        assert s.recv(100) == b""

@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -34,6 +35,14 @@ def status(url: str) -> int:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+def bound_socket(source: str, port: int) -> socket.socket:
+    """A TCP connection to 127.0.0.1:port from the loopback address `source`."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    return sock
 
 
 def stats_csv(port: int) -> dict[str, str]:
@@ -109,6 +118,27 @@ def test_haproxy_fronts_the_cluster_and_takes_a_draining_node_out(topology):
         await close_all(*seconds)
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+    async def client_addresses():
+        # HAProxy names each client in a PROXY v2 header: 20 failed logins from 127.0.0.2 block
+        # 127.0.0.2 on that node (70050), and clients from 127.0.0.3 on every node are unaffected.
+        # (Seen from the nodes without the header, every client would be HAProxy's 127.0.0.1.)
+        bad = await Client.open(front, sock=bound_socket("127.0.0.2", ports["CLUSTER_HAPROXY_PORT"]))
+        for _ in range(20):
+            reply = await bad.request("login", sdkAppID=SDKAPPID, userID="mallory", userSig="garbage", platform="Web")
+            assert reply["code"] == 70003, reply
+        reply = await bad.request("login", sdkAppID=SDKAPPID, userID="mallory",
+                                  userSig=usersig(SDKAPPID, KEY, "mallory"), platform="Web")
+        assert reply["code"] == 70050, reply
+        others = [await Client.open(front, sock=bound_socket("127.0.0.3", ports["CLUSTER_HAPROXY_PORT"]))
+                  for _ in range(6)]  # leastconn: two on each node
+        for i, client in enumerate(others):
+            reply = await client.request("login", sdkAppID=SDKAPPID, userID=f"ok{i}",
+                                         userSig=usersig(SDKAPPID, KEY, f"ok{i}"), platform="Web")
+            assert_ok_reply(reply, reply["id"])
+        await close_all(bad, *others)
+
+    asyncio.run(asyncio.wait_for(client_addresses(), 30))
 
     # SIGTERM node-2: it drains, /readyz says 503, HAProxy takes it out; new clients land elsewhere.
     pid = int((directory / "node-2.pid").read_text())
