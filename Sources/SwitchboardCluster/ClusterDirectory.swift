@@ -105,8 +105,8 @@ public final class ClusterDirectory: SessionDirectory {
         self.clock = clock
         self.logger = logger
         self.window = configuration.resumeWindowSeconds * 1000
-        self.incarnation = Self.randomToken(8)
-        self.messagePrefix = Self.randomToken(6)
+        self.incarnation = Base64URL.random(8)
+        self.messagePrefix = Base64URL.random(6)
         do {
             let url = try RedisURL(configuration.redis)
             self.url = url
@@ -189,8 +189,8 @@ public final class ClusterDirectory: SessionDirectory {
             then(.failure(.serverBusy, Self.unreachable))
             return
         }
-        let sessionID = Self.randomToken(14)
-        let resumeToken = Self.randomToken(15)
+        let sessionID = Base64URL.random(14)
+        let resumeToken = Base64URL.random(15)
         let nodeID = registerRoute(Route(sessionID: sessionID, connection: connection, app: app.sdkAppID, userID: userID,
                                          platform: platform, userSigTime: ticket.time,
                                          userSigExpireAt: ticket.expiresAt, lastSeq: 0, ready: false))
@@ -248,7 +248,7 @@ public final class ClusterDirectory: SessionDirectory {
             then(.failure(.serverBusy, Self.unreachable))
             return
         }
-        guard Self.isToken(sessionID, length: 14) else {
+        guard Base64URL.isDigits(sessionID, length: 14) else {
             then(.failure(.noSessionToResume, "unknown session"))
             return
         }
@@ -741,7 +741,7 @@ public final class ClusterDirectory: SessionDirectory {
         let routes = allRoutes().filter(\.ready)
         var steps: [EventLoopFuture<Void>] = []
         steps.append(announce(client, nodeID: nodeID).map { _ in })
-        let epoch = client.pipeline([["SET", "sb:epoch", .string(Self.randomToken(12)), "NX"], ["GET", "sb:epoch"]])
+        let epoch = client.pipeline([["SET", "sb:epoch", .string(Base64URL.random(12)), "NX"], ["GET", "sb:epoch"]])
             .flatMapThrowing { replies -> String in
                 guard let epoch = replies.last?.string else { throw RedisError.protocolError("no sb:epoch") }
                 return epoch
@@ -1053,29 +1053,6 @@ public final class ClusterDirectory: SessionDirectory {
         return SessionEvent(seq: seq, name: .message, data: Array(bytes[(newline + 1)...]))
     }
 
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-
-    static func randomToken(_ length: Int) -> String {
-        var rng = SystemRandomNumberGenerator()
-        var out: [UInt8] = []
-        out.reserveCapacity(length)
-        var bits: UInt64 = 0
-        var left = 0
-        for _ in 0..<length {
-            if left < 6 {
-                bits = rng.next()
-                left = 64
-            }
-            out.append(alphabet[Int(bits & 63)])
-            bits >>= 6
-            left -= 6
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func isToken(_ text: String, length: Int) -> Bool {
-        text.utf8.count == length && text.utf8.allSatisfy { alphabet.contains($0) }
-    }
 }
 
 /// One shard of a node's routes.

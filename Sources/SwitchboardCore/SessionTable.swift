@@ -544,8 +544,33 @@ public func constantTimeEquals(_ a: String, _ b: String) -> Bool {
     return diff == 0
 }
 
-enum Base64URL {
+/// Base64url digits: session IDs, resume tokens and the cluster's random names.
+public enum Base64URL {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    /// `length` random base64url digits (6 bits each from the system's generator).
+    public static func random(_ length: Int) -> String {
+        var rng = SystemRandomNumberGenerator()
+        var out: [UInt8] = []
+        out.reserveCapacity(length)
+        var bits: UInt64 = 0
+        var left = 0
+        for _ in 0..<length {
+            if left < 6 {
+                bits = rng.next()
+                left = 64
+            }
+            out.append(alphabet[Int(bits & 63)])
+            bits >>= 6
+            left -= 6
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Whether `text` is exactly `length` base64url digits.
+    public static func isDigits(_ text: String, length: Int) -> Bool {
+        text.utf8.count == length && text.utf8.allSatisfy { value(of: $0) != nil }
+    }
 
     static func value(of digit: UInt8) -> UInt8? {
         switch digit {

@@ -246,7 +246,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         guard let context else { return }
         if let previous {
             // The store runs this before the login below (one connection, in order).
-            gateway.directory.logout(previous, connectionID: connectionID, executor: LoopExecutor(context.eventLoop)) {}
+            gateway.directory.logout(previous, connectionID: connectionID, executor: sink) {}
             gateway.loggedOut(previous)
             machine.previousSessionEnded()
             expiryDeadline = .distantFuture
@@ -254,7 +254,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         let me = NIOLoopBound(self, eventLoop: context.eventLoop)
         gateway.directory.login(app: app, userID: request.userID, platform: request.platform, ticket: ticket,
                                 connection: ConnectionRef(id: connectionID, sink: sink),
-                                executor: LoopExecutor(context.eventLoop)) { result in
+                                executor: sink) { result in
             me.value.loginAnswered(result, id: id, started: started)
         }
     }
@@ -334,7 +334,7 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         let lastSeq = request.lastSeq
         gateway.directory.resume(sessionID: request.sessionID, resumeToken: request.resumeToken, lastSeq: lastSeq,
                                  connection: ConnectionRef(id: connectionID, sink: sink),
-                                 executor: LoopExecutor(context.eventLoop)) { result in
+                                 executor: sink) { result in
             me.value.resumeAnswered(result, lastSeq: lastSeq, id: id)
         }
     }
@@ -381,10 +381,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         }
         gateway.loggedOut(session)
         sessionEnded()
-        guard let context else { return }
+        guard let context, let sink else { return }
         let me = NIOLoopBound(self, eventLoop: context.eventLoop)
         let id = frame.id
-        gateway.directory.logout(session, connectionID: connectionID, executor: LoopExecutor(context.eventLoop)) {
+        gateway.directory.logout(session, connectionID: connectionID, executor: sink) {
             me.value.answer(id, data: nil)
         }
     }
@@ -403,11 +403,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             answer(frame.id, error)
             return
         }
-        guard let context else { return }
+        guard let context, let sink else { return }
         let me = NIOLoopBound(self, eventLoop: context.eventLoop)
         let id = frame.id
         gateway.directory.renewUserSig(session, connectionID: connectionID, ticket: ticket,
-                                       executor: LoopExecutor(context.eventLoop)) { code in
+                                       executor: sink) { code in
             me.value.renewAnswered(code, session: session, ticket: ticket, id: id)
         }
     }
@@ -446,11 +446,11 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
             answer(frame.id, error)
             return
         }
-        guard let context else { return }
+        guard let context, let sink else { return }
         let me = NIOLoopBound(self, eventLoop: context.eventLoop)
         let id = frame.id
         gateway.directory.send(from: session, to: request.to, payload: request.payload,
-                               executor: LoopExecutor(context.eventLoop)) { result in
+                               executor: sink) { result in
             me.value.sendAnswered(result, id: id)
         }
     }
@@ -544,10 +544,10 @@ final class ClientConnectionHandler: ChannelInboundHandler, NIOScheduledCallback
         }
         if now >= expiryDeadline {
             expiryDeadline = .distantFuture
-            if case .logined(let session) = machine.state {
+            if case .logined(let session) = machine.state, let sink {
                 let me = NIOLoopBound(self, eventLoop: context.eventLoop)
                 gateway.directory.expireUserSig(session, connectionID: connectionID, writtenSeq: writtenSeq,
-                                                executor: LoopExecutor(context.eventLoop)) { event in
+                                                executor: sink) { event in
                     me.value.expiryAnswered(event, session: session)
                 }
             }
@@ -679,7 +679,7 @@ extension ClientConnectionHandler: Sendable {}
 /// `handler` is confined to `eventLoop`: it is read only inside tasks run there and cleared only
 /// there (checked in debug builds). That is what `NIOLoopBoundBox` would enforce, without a
 /// second allocation per connection.
-final class ConnectionSink: SessionSink, @unchecked Sendable {
+final class ConnectionSink: SessionSink, DirectoryExecutor, @unchecked Sendable {
     private let eventLoop: any EventLoop
     private var handler: ClientConnectionHandler?
 
@@ -695,20 +695,17 @@ final class ConnectionSink: SessionSink, @unchecked Sendable {
         }
     }
 
+    /// Runs a session directory's answer on the connection's loop (the sink is the connection's
+    /// `DirectoryExecutor`: no extra object per request).
+    func execute(_ work: @escaping @Sendable () -> Void) {
+        eventLoop.execute(work)
+    }
+
     /// Breaks the handler ↔ sink cycle once the connection is gone.
     func release() {
         eventLoop.assertInEventLoop()
         handler = nil
     }
-}
-
-/// A connection's event loop as the session directory sees it.
-struct LoopExecutor: DirectoryExecutor {
-    let loop: any EventLoop
-
-    init(_ loop: any EventLoop) { self.loop = loop }
-
-    func execute(_ work: @escaping @Sendable () -> Void) { loop.execute(work) }
 }
 
 /// Ends a connection whose client did not close its side in time.

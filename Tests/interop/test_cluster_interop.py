@@ -419,6 +419,9 @@ async def test_redis_restart_fails_fast_keeps_clients_and_recovers(cluster):
     # Answered locally meanwhile, and nobody is disconnected.
     assert await alice.call("getLoginStatus") == 1
     assert await bob.call("getLoginUser") == "bob"
+    await alice.send({"op": "ping", "id": 99})
+    pong = await alice.next_frame()
+    assert pong["op"] == "pong" and pong["id"] == 99, pong
     await asyncio.sleep(1.0)
     assert await alice.is_open() and await bob.is_open()
     cluster.redis.start()  # back, empty
